@@ -1,0 +1,67 @@
+# edgekit — the two commands a newcomer needs:
+#   make all    set up if needed, then train, export, verify and report every example
+#   make test   set up if needed, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+EDGEKIT := $(VENV)/bin/edgekit
+ARTIFACTS ?= artifacts
+PYTEST_ARGS ?=
+
+.PHONY: all setup test test-all train export verify report bench lint clean help
+
+help:
+	@echo "make all | setup | test | test-all | train | export | verify | report | bench | lint | clean"
+
+all: setup train export verify report
+
+# setup is idempotent: each stamp is rebuilt only when its lock file changes.
+setup: $(VENV)/.stamp js/node_modules/.stamp chromium
+
+$(VENV)/.stamp: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; expected Python 3.11 on PATH" >&2; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all]'
+	touch $@
+
+js/node_modules/.stamp: js/package.json js/package-lock.json
+	@command -v npm >/dev/null || { echo "setup: npm not found; expected Node.js 20 with npm" >&2; exit 2; }
+	cd js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian's chromium for the browser checks (apt needs root; skipped with a note otherwise).
+chromium:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)) \
+	  && echo "setup: installed Debian chromium"; \
+	else echo "setup: chromium missing and not root: browser tests will be skipped" >&2; fi
+
+test: setup
+	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+train: setup
+	$(EDGEKIT) train all --out $(ARTIFACTS)
+
+export: setup
+	@if $(EDGEKIT) export --help >/dev/null 2>&1; then $(EDGEKIT) export $(ARTIFACTS)/*/ ; fi
+
+verify: setup
+	@if $(EDGEKIT) verify --help >/dev/null 2>&1; then $(EDGEKIT) verify $(ARTIFACTS); fi
+
+report: setup
+	@if $(EDGEKIT) report --help >/dev/null 2>&1; then $(EDGEKIT) report $(ARTIFACTS); fi
+
+bench: setup
+	$(PY) benchmarks/bench_train.py
+
+lint: setup
+	$(VENV)/bin/ruff check edgekit train export runtime tests scripts benchmarks
+
+clean:
+	rm -rf $(ARTIFACTS) .pytest_cache
