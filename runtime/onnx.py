@@ -1,0 +1,74 @@
+"""ONNX adapter: onnxruntime on the CPU execution provider.
+
+Symbolic or unknown dimensions (``"unk__6"``, ``"batch"``, ``None``) are reported as ``None``.
+On a device::
+
+    import onnxruntime as ort
+    sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"features": x})[0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekit.errors import DependencyError
+from runtime.base import Runner, TensorInfo
+from runtime.registry import register
+
+#: onnxruntime type strings -> numpy dtype names.
+ORT_DTYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16", "tensor(uint16)": "uint16",
+    "tensor(int32)": "int32", "tensor(uint32)": "uint32", "tensor(int64)": "int64",
+    "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+}
+
+
+def _info(node) -> TensorInfo:
+    dtype = ORT_DTYPES.get(node.type)
+    if dtype is None:
+        from edgekit.errors import RuntimeFailure
+
+        raise RuntimeFailure(f"ONNX tensor {node.name!r} has an unsupported type", got=node.type,
+                             expected=sorted(ORT_DTYPES))
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (node.shape or ()))
+    return TensorInfo(node.name, shape, dtype)
+
+
+@register
+class OnnxRunner(Runner):
+    """Runs a ``.onnx`` file with onnxruntime's CPUExecutionProvider.
+
+    Options:
+        intra_op_num_threads: threads inside one operator (default None = onnxruntime's default,
+            one per core).
+        inter_op_num_threads: threads across operators (default None = onnxruntime's default).
+    """
+
+    format = "onnx"
+    OPTIONS = {"intra_op_num_threads": None, "inter_op_num_threads": None}
+
+    def _load(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise DependencyError("onnxruntime is not installed", got=str(exc),
+                                  expected="pip install onnxruntime (or make setup)") from exc
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if self.options["intra_op_num_threads"] is not None:
+            so.intra_op_num_threads = int(self.options["intra_op_num_threads"])
+        if self.options["inter_op_num_threads"] is not None:
+            so.inter_op_num_threads = int(self.options["inter_op_num_threads"])
+        self._sess = ort.InferenceSession(str(self.path), sess_options=so, providers=["CPUExecutionProvider"])
+        self.inputs = [_info(n) for n in self._sess.get_inputs()]
+        self.outputs = [_info(n) for n in self._sess.get_outputs()]
+        self._names = [o.name for o in self.outputs]
+        self.runtime_name = f"onnxruntime {ort.__version__} CPU"
+
+    def _predict_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._names, self._sess.run(self._names, feeds), strict=True))
+
+    def _close(self) -> None:
+        self._sess = None

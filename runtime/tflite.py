@@ -1,0 +1,159 @@
+"""TFLite adapter: the LiteRT interpreter, as on a phone or a Raspberry Pi.
+
+Interpreter, in order of preference: ``ai_edge_litert.interpreter.Interpreter`` (the
+maintained LiteRT wheel), ``tflite_runtime.interpreter.Interpreter`` (stopped at 2.14),
+then ``tf.lite.Interpreter`` (only if TensorFlow is installed; imported lazily).
+
+Names are the model's signature names (``features`` -> ``output_0`` for an edgekit export)
+when the file carries a signature whose tensors are the main graph's, else the raw tensor
+names. Input tensors are resized (and tensors re-allocated) only when the batch changes.
+
+Quantized (int8/uint8) inputs and outputs keep a float32 interface: ``inputs``/``outputs``
+report ``float32``; float inputs are quantized with the tensor's scale and zero point
+(``round(x / scale) + zero_point``, half away from zero, clipped to the integer range) and outputs dequantized
+(``(q - zero_point) * scale``). The raw integer parameters are in ``runner.quantization``.
+On a device::
+
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path="model.tflite"); it.allocate_tensors()
+    y = it.get_signature_runner("serving_default")(features=x)["output_0"]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import DependencyError, InputError
+from runtime.base import Runner, TensorInfo, package_version
+from runtime.registry import register
+
+
+def interpreter_class() -> tuple[Any, str]:
+    """The best available Interpreter class and a description of it.
+
+    Raises:
+        DependencyError: none of ai-edge-litert, tflite-runtime or tensorflow is importable.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, f"ai-edge-litert {package_version('ai-edge-litert')}"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, f"tflite-runtime {package_version('tflite-runtime')}"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, f"tensorflow {tf.__version__} tf.lite"
+    except ImportError as exc:
+        raise DependencyError("no TFLite interpreter is installed", got=str(exc),
+                              expected="pip install ai-edge-litert (or make setup)") from exc
+
+
+def _quant(detail: dict) -> dict | None:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu":
+        return None
+    params = detail.get("quantization_parameters") or {}
+    scales = np.asarray(params.get("scales", []), dtype=np.float64)
+    zeros = np.asarray(params.get("zero_points", []), dtype=np.int64)
+    if scales.size == 0:
+        scale, zero = detail.get("quantization", (0.0, 0))
+        scales, zeros = np.array([scale], dtype=np.float64), np.array([zero], dtype=np.int64)
+    if scales.size != 1 or not scales[0]:
+        return None  # a genuine integer tensor (no per-tensor quantization): passed as is
+    return {"dtype": dtype.name, "scale": float(scales[0]), "zero_point": int(zeros[0])}
+
+
+@register
+class TFLiteRunner(Runner):
+    """Runs a ``.tflite`` file with the LiteRT interpreter.
+
+    Options:
+        num_threads: interpreter threads (default None = the runtime's own default).
+        signature: signature key to use (default None = ``serving_default`` or the only one).
+    """
+
+    format = "tflite"
+    OPTIONS = {"num_threads": None, "signature": None}
+
+    def _load(self) -> None:
+        cls, desc = interpreter_class()
+        kwargs = {"model_path": str(self.path)}
+        if self.options["num_threads"] is not None:
+            kwargs["num_threads"] = int(self.options["num_threads"])
+        self._it = it = cls(**kwargs)
+        it.allocate_tensors()
+        in_details = {d["index"]: d for d in it.get_input_details()}
+        out_details = {d["index"]: d for d in it.get_output_details()}
+        ins = {d["name"]: d for d in in_details.values()}
+        outs = {d["name"]: d for d in out_details.values()}
+        sigs = it.get_signature_list() if hasattr(it, "get_signature_list") else {}
+        key = self.options["signature"] or ("serving_default" if "serving_default" in sigs
+                                            else next(iter(sigs), None) if len(sigs) == 1 else None)
+        if key is not None:
+            if key not in sigs:
+                raise InputError("TFLite signature not found", got=key, expected=sorted(sigs))
+            sr = it.get_signature_runner(key)
+            s_in, s_out = sr.get_input_details(), sr.get_output_details()
+            # Use the signature's names only when its tensors are the main graph's, so that the
+            # index-based resize/set/get below address the right tensors.
+            if ({d["index"] for d in s_in.values()} == set(in_details)
+                    and {d["index"] for d in s_out.values()} == set(out_details)):
+                ins = {n: in_details[d["index"]] for n, d in s_in.items()}
+                outs = {n: out_details[d["index"]] for n, d in s_out.items()}
+        self._in, self._out = ins, outs
+        self.quantization = {n: q for n, d in {**ins, **outs}.items() if (q := _quant(d)) is not None}
+        self.inputs = [self._info(n, d) for n, d in ins.items()]
+        self.outputs = [self._info(n, d) for n, d in outs.items()]
+        self._shapes = {n: tuple(int(s) for s in d["shape"]) for n, d in ins.items()}
+        self.runtime_name = desc
+
+    def _info(self, name: str, detail: dict) -> TensorInfo:
+        sig = detail.get("shape_signature")
+        dims = sig if sig is not None and len(sig) else detail["shape"]
+        dtype = "float32" if name in self.quantization else np.dtype(detail["dtype"]).name
+        return TensorInfo(name, tuple(None if int(d) < 0 else int(d) for d in dims), dtype)
+
+    def _predict_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        it = self._it
+        resized = False
+        for name, arr in feeds.items():
+            if self._shapes[name] != arr.shape:
+                it.resize_tensor_input(self._in[name]["index"], list(arr.shape), strict=False)
+                self._shapes[name] = arr.shape
+                resized = True
+        if resized:
+            it.allocate_tensors()
+        for name, arr in feeds.items():
+            q = self.quantization.get(name)
+            it.set_tensor(self._in[name]["index"], self._quantize(name, arr, q) if q else arr)
+        it.invoke()
+        result = {}
+        for name, detail in self._out.items():
+            raw = it.get_tensor(detail["index"])
+            q = self.quantization.get(name)
+            result[name] = ((raw.astype(np.float32) - q["zero_point"]) * np.float32(q["scale"])
+                            if q else raw.copy())
+        return result
+
+    @staticmethod
+    def _quantize(name: str, arr: np.ndarray, q: dict) -> np.ndarray:
+        if np.isnan(arr).any():
+            raise InputError(f"input {name!r} holds NaN, which a {q['dtype']} quantized model cannot "
+                             "represent", got=f"{int(np.isnan(arr).sum())} NaN values",
+                             expected="finite float32 values")
+        info = np.iinfo(q["dtype"])
+        v = arr.astype(np.float64) / q["scale"]
+        scaled = np.sign(v) * np.floor(np.abs(v) + 0.5) + q["zero_point"]  # std::round, as TFLite does
+        return np.clip(scaled, info.min, info.max).astype(q["dtype"])
+
+    def _close(self) -> None:
+        self._it = None
