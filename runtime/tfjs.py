@@ -1,0 +1,261 @@
+"""TF.js adapter: the graph model executed by ``@tensorflow/tfjs`` in Node.js (cpu or wasm backend).
+
+One persistent Node process per backend (``runtime/tfjs_runner.cjs``) serves every TF.js
+runner of this Python process: models are loaded once per runner, each ``predict`` chunk is
+one request carrying whole arrays as raw bytes (dtype + shape in a JSON header, so NaN/Inf
+survive), never one process or one request per row. The processes are closed at exit.
+Node's stderr is kept (last lines) and put into every error.
+
+Node is found as ``$EDGEKIT_NODE`` or ``node`` on PATH; the npm packages in
+``$EDGEKIT_NODE_MODULES`` or ``<repo>/js/node_modules`` (``make setup`` or
+``cd js && npm ci``). In a browser the same model runs with::
+
+    const model = await tf.loadGraphModel("model/model.json");
+    const y = await model.executeAsync({features: tf.tensor2d(x)}, ["output_0"]);
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import os
+import select
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import DependencyError, InputError, RuntimeFailure, UsageError
+from runtime.base import Runner, TensorInfo
+from runtime.registry import register
+
+RUNNER_JS = Path(__file__).with_name("tfjs_runner.cjs")
+BACKENDS = ("cpu", "wasm")
+NPM_PACKAGES = {"cpu": ("@tensorflow/tfjs",), "wasm": ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm")}
+INSTALL_HINT = "make setup (or: cd js && npm ci)"
+WIRE_DTYPES = ("float32", "int32", "bool")
+_PREFIX = struct.Struct("<II")
+
+
+def node_executable() -> str:
+    """Path of the ``node`` binary (``$EDGEKIT_NODE`` or PATH).
+
+    Raises:
+        DependencyError: Node.js is not installed.
+    """
+    node = os.environ.get("EDGEKIT_NODE") or shutil.which("node")
+    if not node or not Path(node).exists():
+        raise DependencyError("Node.js is needed to run TF.js models", got=node or "no `node` on PATH",
+                              expected=f"Node.js >= 20 on PATH (or $EDGEKIT_NODE), then {INSTALL_HINT}")
+    return node
+
+
+def node_modules_dir(backend: str = "cpu") -> Path:
+    """The ``node_modules`` holding the TF.js packages the backend needs.
+
+    Raises:
+        DependencyError: a package is missing.
+    """
+    env = os.environ.get("EDGEKIT_NODE_MODULES")
+    root = Path(env) if env else Path(__file__).resolve().parent.parent / "js" / "node_modules"
+    for pkg in NPM_PACKAGES[backend]:
+        if not (root / pkg / "package.json").is_file():
+            raise DependencyError(f"npm package {pkg} is missing for the TF.js {backend} backend",
+                                  got=f"nothing at {root / pkg}", expected=INSTALL_HINT)
+    return root
+
+
+class NodeServer:
+    """One Node process running ``tfjs_runner.cjs`` for one backend; requests are serialised.
+
+    Args:
+        backend: ``"cpu"`` or ``"wasm"``.
+        timeout: seconds to wait for any one reply (default 300.0).
+    """
+
+    def __init__(self, backend: str, timeout: float = 300.0):
+        self.backend = backend
+        self.timeout = timeout
+        self.pid_owner = os.getpid()
+        self._lock = threading.Lock()
+        self._stderr: collections.deque[str] = collections.deque(maxlen=60)
+        self._next_id = 0
+        node, modules = node_executable(), node_modules_dir(backend)
+        env = {**os.environ, "NODE_PATH": str(modules)}
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen([node, str(RUNNER_JS), "--backend", backend],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        self._err_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._err_thread.start()
+        hello, _ = self.request({"op": "hello"})
+        if hello.get("backend") != backend:
+            self.close()
+            raise RuntimeFailure("TF.js runner started on the wrong backend", got=hello.get("backend"),
+                                 expected=backend)
+        self.start_seconds = time.perf_counter() - t0
+        self.tfjs_version = hello.get("tfjs", "?")
+        self.node_version = hello.get("node", "?")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.pid_owner == os.getpid()
+
+    def _drain_stderr(self) -> None:
+        for line in iter(self.proc.stderr.readline, b""):
+            self._stderr.append(line.decode("utf-8", "replace").rstrip())
+
+    def stderr_tail(self, n: int = 12) -> str:
+        lines = [s for s in list(self._stderr)[-n:] if s.strip()]
+        return " | ".join(lines) if lines else "(no stderr)"
+
+    def request(self, header: dict, payload: bytes = b"") -> tuple[dict, bytearray]:
+        """Send one request, return the reply header and payload.
+
+        Raises:
+            RuntimeFailure: the process died, timed out or answered with an error (with stderr).
+        """
+        with self._lock:
+            self._next_id += 1
+            header = {**header, "id": self._next_id}
+            head = json.dumps(header).encode()
+            try:
+                self.proc.stdin.write(_PREFIX.pack(len(head), len(payload)) + head)
+                if payload:
+                    self.proc.stdin.write(payload)
+                self.proc.stdin.flush()
+                hlen, blen = _PREFIX.unpack(self._read(_PREFIX.size))
+                reply = json.loads(bytes(self._read(hlen)))
+                body = self._read(blen)
+            except (OSError, ValueError) as exc:
+                self._died(f"{type(exc).__name__}: {exc}")
+        if not reply.get("ok"):
+            raise RuntimeFailure(f"TF.js ({self.backend}) failed on {header['op']}: {reply.get('error')}",
+                                 got=f"node stderr: {self.stderr_tail()}")
+        return reply, body
+
+    def _read(self, n: int) -> bytearray:
+        buf = bytearray()
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + self.timeout
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.close()
+                self._died(f"no reply within {self.timeout:.0f} s")
+            chunk = os.read(fd, min(n - len(buf), 1 << 20))
+            if not chunk:
+                self._died("the process closed its output")
+            buf += chunk
+        return buf
+
+    def _died(self, why: str):
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._err_thread.join(timeout=2)
+        raise RuntimeFailure(f"TF.js runner (node, {self.backend} backend) stopped: {why}, exit code {code}",
+                             got=f"node stderr: {self.stderr_tail()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+_SERVERS: dict[str, NodeServer] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def get_server(backend: str) -> NodeServer:
+    """The shared Node process for ``backend``, started on first use (or after it died)."""
+    with _SERVERS_LOCK:
+        server = _SERVERS.get(backend)
+        if server is None or not server.alive:
+            server = _SERVERS[backend] = NodeServer(backend)
+        return server
+
+
+@atexit.register
+def close_servers() -> None:
+    """Stop every shared Node process started by this Python process."""
+    with _SERVERS_LOCK:
+        for server in _SERVERS.values():
+            if server.pid_owner == os.getpid():
+                server.close()
+        _SERVERS.clear()
+
+
+@register
+class TfjsRunner(Runner):
+    """Runs a TF.js graph model directory (``model.json`` + weight shards) in Node.js.
+
+    Options:
+        backend: ``"cpu"`` (default) or ``"wasm"``.
+    """
+
+    format = "tfjs"
+    OPTIONS = {"backend": "cpu"}
+
+    def __init__(self, path, **options):
+        super().__init__(path, **options)
+        if self.options["backend"] not in BACKENDS:
+            raise UsageError("unknown TF.js backend", got=self.options["backend"], expected=list(BACKENDS))
+        self._server: NodeServer | None = None
+
+    def _load(self) -> None:
+        if not (self.path / "model.json").is_file():
+            raise InputError("TF.js model directory has no model.json", got=str(self.path),
+                             expected="a directory written by tensorflowjs_converter")
+        self._server = get_server(self.options["backend"])
+        self._open()
+
+    def _open(self) -> None:
+        reply, _ = self._server.request({"op": "load", "dir": str(self.path.resolve())})
+        self._handle = reply["handle"]
+        self.inputs = [TensorInfo.from_dict(t) for t in reply["inputs"]]
+        self.outputs = [TensorInfo.from_dict(t) for t in reply["outputs"]]
+        self.runtime_name = f"tfjs {self._server.tfjs_version} node {self.options['backend']}"
+
+    def _predict_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self._server.alive:  # the shared process died after an earlier failure: reload
+            self._server = get_server(self.options["backend"])
+            self._open()
+        arrays, blobs, offset = [], [], 0
+        for name, arr in feeds.items():
+            if arr.dtype.name not in WIRE_DTYPES:
+                raise InputError(f"TF.js cannot take input {name!r} of this dtype", got=arr.dtype.name,
+                                 expected=list(WIRE_DTYPES))
+            data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            arrays.append({"name": name, "dtype": arr.dtype.name, "shape": list(arr.shape),
+                           "offset": offset, "nbytes": len(data)})
+            blobs.append(data)
+            offset += len(data)
+        reply, body = self._server.request({"op": "predict", "handle": self._handle, "arrays": arrays},
+                                           b"".join(blobs))
+        result = {}
+        for a in reply["arrays"]:
+            dtype = np.dtype(a["dtype"]).newbyteorder("<")
+            count = a["nbytes"] // dtype.itemsize
+            result[a["name"]] = np.frombuffer(body, dtype=dtype, count=count,
+                                              offset=a["offset"]).reshape(a["shape"])
+        return result
+
+    def _close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None and server.alive and getattr(self, "_handle", None) is not None:
+            try:
+                server.request({"op": "dispose", "handle": self._handle})
+            except RuntimeFailure:
+                pass
