@@ -29,6 +29,7 @@ class History:
     """Per-epoch training (and validation) loss, as ``keras.callbacks.History.history``."""
 
     history: dict[str, list[float]] = field(default_factory=lambda: {"loss": []})
+    epoch_axis: list[int] = field(default_factory=list)  # the epoch each history entry ends
     epochs_run: int = 0
     seconds: float = 0.0
 
@@ -43,6 +44,14 @@ def _per_sample_loss(name: str):
     if name == "sparse_categorical_crossentropy":
         return keras.losses.sparse_categorical_crossentropy
     raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+
+
+def _targets(y, loss: str) -> np.ndarray:
+    """Targets shaped as Keras' fit would: (n,) class ids, else (n, 1) for 1-D targets."""
+    y = np.asarray(y)
+    if loss == "sparse_categorical_crossentropy":
+        return y.reshape(-1)
+    return y.reshape(-1, 1) if y.ndim == 1 else y
 
 
 def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, optimizer, loss: str,
@@ -74,7 +83,7 @@ def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, op
 
     per_sample = _per_sample_loss(loss)
     x = tf.constant(np.asarray(x, np.float32))
-    y_np = np.asarray(y)
+    y_np = _targets(y, loss)
     y = tf.constant(y_np.astype(np.int32 if loss == "sparse_categorical_crossentropy" else np.float32))
     n = int(x.shape[0])
     bs = min(batch_size, n)
@@ -123,7 +132,7 @@ def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, op
 
     if validation is not None:
         xv = tf.constant(np.asarray(validation[0], np.float32))
-        yv_np = np.asarray(validation[1])
+        yv_np = _targets(validation[1], loss)
         yv = tf.constant(yv_np.astype(np.int32 if loss == "sparse_categorical_crossentropy" else np.float32))
 
         @tf.function(jit_compile=jit_compile)
@@ -146,6 +155,7 @@ def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, op
         value = float(run_epochs(tf.constant(epoch, tf.int32), tf.constant(count, tf.int32)))
         epoch += count
         hist.history["loss"].append(value)
+        hist.epoch_axis.append(epoch)
         logs = {"loss": value}
         if validation is not None:
             logs["val_loss"] = float(val_loss())

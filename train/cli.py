@@ -1,0 +1,29 @@
+"""``edgekit train NAME|GROUP|all [--out DIR] [--seed N] [--quick]`` (standard library only at import)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the tutorial's examples into deployable artifacts",
+                       description="Train examples (or a group: gates, moons; or all) into "
+                                   "<out>/<example>/: SavedModel, .keras, reference.npz, metrics, plots.")
+    p.add_argument("names", nargs="+", metavar="NAME", help="example name, group name or 'all'")
+    p.add_argument("--out", default="artifacts", help="artifacts directory (default: artifacts)")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
+    p.add_argument("--quick", action="store_true", help="a few epochs per example, for tests")
+    p.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from train.registry import select
+
+    examples = select(args.names)
+    from train.runner import train_examples
+
+    train_examples(examples, Path(args.out), seed=args.seed, quick=args.quick)
+    return 0
