@@ -234,8 +234,10 @@ def _runner_options(fmt: str, backend: str | None) -> dict:
     cls_opts = runner_class(fmt).OPTIONS
     if backend:
         opts["backend"] = backend
-    if "num_threads" in cls_opts:
-        opts["num_threads"] = 1      # tiny models: threads cost more than they give
+    # tiny models: a thread pool per runner costs more than it gives, and files run concurrently
+    for name in ("num_threads", "intra_op_num_threads", "inter_op_num_threads"):
+        if name in cls_opts:
+            opts[name] = 1
     return opts
 
 
