@@ -17,7 +17,7 @@ from runtime.base import Runner
 RUNNERS: dict[str, type[Runner]] = {}
 
 #: adapter modules imported (in this order) to fill RUNNERS.
-ADAPTER_MODULES = ("runtime.tflite", "runtime.onnx", "runtime.tfjs", "runtime.savedmodel")
+ADAPTER_MODULES = ("runtime.tflite", "runtime.onnx", "runtime.tfjs", "runtime.coreml", "runtime.savedmodel")
 
 
 def register(cls: type[Runner]) -> type[Runner]:
