@@ -4,7 +4,7 @@ Used by the browser tests until the lead's ``quick_example`` and the export help
 ``export.api.export_model`` are both available. Models are untrained (seeded random
 weights): parity does not need a trained model, and building takes seconds.
 
-Run by hand: ``python tests/web/make_examples.py OUT_DIR`` (writes and_gate,
+Run by hand: ``python tests/web/build_web_examples.py OUT_DIR`` (writes and_gate,
 moons_h3 and regression_linear).
 """
 
@@ -46,6 +46,9 @@ def build(out: Path, names: list[str] | None = None, seed: int = 0) -> Path:
     """Write ``out/<name>/`` for each name (default: all of :data:`SPECS`); return ``out``."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # tensorflow_decision_forests (imported by tensorflowjs) imports IPython when stdout is
+    # not a terminal (pytest's capture) unless its welcome message is disabled.
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     import keras
     import tensorflowjs as tfjs
 

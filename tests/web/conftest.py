@@ -1,0 +1,97 @@
+"""Fixtures for the web demo tests: TF.js example artifacts, a server, one Chromium per session."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from runtime.browser import CHROMIUM, CHROMIUM_FLAGS, chromium_available
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = ("and_gate", "moons_h3", "regression_linear")
+
+needs_chromium = pytest.mark.skipif(not chromium_available(), reason=f"needs {CHROMIUM} and playwright")
+
+
+@pytest.fixture(scope="session")
+def web_artifacts(shared_dir) -> Path:
+    """Read-only artifacts dir with and_gate, moons_h3, regression_linear and their TF.js exports.
+
+    Built once per run (file lock shared by xdist workers) by tests/web/build_web_examples.py:
+    seeded untrained Keras models, ``model.export`` then tensorflowjs_converter, fp32 and fp16.
+    TODO(lead): switch to quick_example(name) + export.api.export_model(formats=["tfjs"]) once
+    export/ lands, so the page is tested on the real export path.
+    """
+    out = shared_dir / "web-artifacts"
+    with open(shared_dir / "web-artifacts.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        if not all((out / n / "exports" / "manifest.json").is_file() for n in EXAMPLES):
+            import importlib.util
+
+            path = HERE / "build_web_examples.py"
+            spec = importlib.util.spec_from_file_location("build_web_examples", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            mod.build(out, list(EXAMPLES))
+    return out
+
+
+@pytest.fixture(scope="session")
+def fake_artifacts(tmp_path_factory) -> Path:
+    """Artifacts dir for the server tests (no TensorFlow): two examples, a secret outside it."""
+    root = tmp_path_factory.mktemp("served")
+    (root / "secret.txt").write_text("outside the artifacts dir")
+    art = root / "artifacts"
+    for name in ("alpha", "beta"):
+        d = art / name / "exports"
+        d.mkdir(parents=True)
+        (art / name / "example.json").write_text(json.dumps({"name": name, "task": "binary"}))
+        (d / "manifest.json").write_text(json.dumps({"schema": "edgekit.manifest/1", "artifacts": [
+            {"format": "tfjs", "precision": "fp32", "path": "tfjs/fp32", "size_bytes": 1}]}))
+    (art / "alpha" / "escape.txt").symlink_to(root / "secret.txt")
+    return art
+
+
+@pytest.fixture(scope="session")
+def server(web_artifacts):
+    from runtime.web_server import BackgroundServer
+
+    with BackgroundServer(web_artifacts) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def browser_context():
+    """One headless Chromium (STACK.md flags, fresh profile dir) for the whole session."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-test-chromium-") as profile, sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                    args=list(CHROMIUM_FLAGS))
+        yield ctx
+        ctx.close()
+
+
+@pytest.fixture
+def open_page(browser_context):
+    """``open_page(url) -> (page, console_errors)``, waiting until the page finished loading."""
+    pages = []
+
+    def go(url: str):
+        page = browser_context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_function("() => window.edgekit && ['ready', 'error'].includes(window.edgekit.status)",
+                               timeout=60_000)
+        pages.append(page)
+        return page, errors
+
+    yield go
+    for p in pages:
+        p.close()
