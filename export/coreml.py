@@ -1,0 +1,86 @@
+"""Core ML export: ML Program ``.mlpackage`` with fp32 or fp16 compute precision.
+
+Converted from the SavedModel's serving signature: ``coremltools.convert`` on the
+SavedModel directory fails ("Only a single concrete function is supported": Keras writes
+two signatures), so the concrete function is passed, with the loaded SavedModel kept
+alive. The batch dimension is flexible: ``RangeDim(1, max_batch)`` (default 1024; ML
+Programs need a finite bound). Inputs and outputs are renamed to the signature's names
+(``features`` -> ``output_0``); metadata goes in ``user_defined_metadata``.
+
+Run on a Mac / iOS::
+
+    import coremltools as ct
+    m = ct.models.MLModel("coreml/model_fp32.mlpackage")
+    print(m.predict({"features": x.astype("float32")}))   # {"output_0": ...}
+
+(On Linux the model can be loaded with ``skip_model_load=True`` but not executed.)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from export.base import Exporter, ExportOptions, Precision, Produced, tensor_info
+from export.registry import register
+
+
+@register
+class CoreMLExporter(Exporter):
+    """ML Program packages under ``coreml/model_<precision>.mlpackage``."""
+
+    name = "coreml"
+    precisions = (Precision.FP32, Precision.FP16)
+    converter = "coremltools"
+
+    def relpath(self, precision: Precision) -> str:
+        return f"coreml/model_{Precision(precision).value}.mlpackage"
+
+    def export(self, source, precision, out_dir: Path, options: ExportOptions) -> Produced:
+        from edgekit.errors import require
+
+        for noisy in ("coremltools", "coremltools.converters"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        ct = require("coremltools", "export")
+        precision = Precision(precision)
+        compute = ct.precision.FLOAT32 if precision == Precision.FP32 else ct.precision.FLOAT16
+        placeholders = {n: source.input_tensors[n].split(":")[0] for n in source.input_names}
+        inputs = [ct.TensorType(name=placeholders[i["name"]],
+                                shape=(ct.RangeDim(1, options.max_batch), *i["shape"][1:]))
+                  for i in source.inputs]
+        mlmodel = ct.convert([source.function], source="tensorflow", convert_to="mlprogram",
+                             inputs=inputs, compute_precision=compute, skip_model_load=True)
+        spec = mlmodel.get_spec()
+        renames = {placeholders[n]: n for n in source.input_names}
+        renames.update({source.output_tensors[n].split(":")[0]: n for n in source.output_names})
+        have = {f.name for f in spec.description.input} | {f.name for f in spec.description.output}
+        for old, new in renames.items():
+            if old != new and old in have:
+                ct.utils.rename_feature(spec, old, new)
+        got_out = [f.name for f in spec.description.output]
+        if sorted(got_out) != sorted(source.output_names):
+            raise ValueError(f"Core ML outputs {got_out} do not match the signature's {source.output_names}")
+        model = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+        meta = {**options.metadata, "format": self.name, "precision": precision.value}
+        for k, v in meta.items():
+            model.user_defined_metadata[k] = str(v)
+        model.author = "edgekit"
+        model.short_description = f"{source.name} exported by edgekit ({precision.value} compute)"
+        path = out_dir / self.relpath(precision)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(str(path))
+
+        # Read the package back as a device would get it and record its I/O.
+        saved = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+        ins = {f.name: f for f in saved.description.input}
+        missing = [n for n in source.input_names if n not in ins]
+        if missing:
+            raise ValueError(f"Core ML package lacks inputs {missing}")
+        info_in = [tensor_info(i["name"], i["shape"], "float32") for i in source.inputs]
+        info_out = [tensor_info(o["name"], o["shape"], "float32") for o in source.outputs]
+        quant = None if precision == Precision.FP32 else {"compute_precision": "float16",
+                                                          "weights": "float16"}
+        return Produced(path=path, inputs=info_in, outputs=info_out, quantization=quant,
+                        embedded_metadata=meta,
+                        extra={"model_type": "mlprogram", "specification_version": saved.specificationVersion,
+                               "batch_range": [1, options.max_batch]})
