@@ -257,7 +257,8 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: HTTPStatus, title: str, message: str, raw: bool = False) -> None:
         text = message if raw else f"<p>{message}</p>"
         body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{int(status)} {title}</title>"
-                f"<link rel='icon' href='data:,'></head><body><h1>{int(status)} {title}</h1>{text}"
+                "<link rel='icon' href='data:,'><link rel='stylesheet' href='/style.css'></head>"
+                f"<body><h1>{int(status)} {title}</h1>{text}"
                 f"<p><a href='/'>edgekit web demo</a></p></body></html>").encode()
         self._send(int(status), body, "text/html; charset=utf-8")
 

@@ -215,7 +215,7 @@ async function renderForm(info, ref) {
     <p>Golden row <input id="row" type="number" min="0" max="${golden.length - 1}" value="0" style="width:5rem">
        <span class="muted">(of ${golden.length}; edit any feature below)</span></p>
     <div class="features" id="features">${golden[0].map((v, i) => `
-      <label>x${i + 1}<input type="number" step="any" data-i="${i}" value="${v}"></label>`).join("")}</div>
+      <label>x${i + 1}<input type="number" step="any" data-i="${i}" value="${+v.toPrecision(9)}"></label>`).join("")}</div>
     <p>Prediction: <span id="prediction" class="big">…</span></p>
     <p class="muted">Keras on the golden row: <span id="keras-row">–</span></p>`;
   const inputs = [...document.querySelectorAll("#features input")];
@@ -229,7 +229,7 @@ async function renderForm(info, ref) {
   };
   const loadRow = async () => {
     const k = Math.min(Math.max(0, Number($("row").value) | 0), golden.length - 1);
-    inputs.forEach((el, i) => { el.value = golden[k][i]; });
+    inputs.forEach((el, i) => { el.value = +golden[k][i].toPrecision(9); });
     $("keras-row").textContent = kerasOut[k] ? kerasOut[k].map((v) => fmt(v)).join(", ") : "–";
     await update();
   };
@@ -317,7 +317,14 @@ async function main() {
   setStatus(`Loading ${modelUrl}…`);
   const t0 = performance.now();
   try {
-    model = await tf.loadGraphModel(modelUrl);
+    // TF.js reads a weight response without checking its status: a 404 page would become the
+    // weights. Refuse any failed request so a missing shard is an error, not a garbage model.
+    const fetchFunc = async (url, init) => {
+      const resp = await fetch(url, init);
+      if (!resp.ok) throw new Error(`${new URL(String(url), location.href).pathname}: HTTP ${resp.status} ${resp.statusText}`);
+      return resp;
+    };
+    model = await tf.loadGraphModel(modelUrl, { fetchFunc });
   } catch (err) {
     throw new Error(`Could not load the TF.js model of ${info.name} (${variant.precision}) from ${modelUrl}:\n${err.message}\n` +
       "The export is incomplete or corrupted (a missing weight shard?): re-run `edgekit export` for this example.");
