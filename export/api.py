@@ -84,7 +84,7 @@ def _error_text(exc: BaseException, limit: int = 2000) -> str:
     """The converter's message: the lines that say 'error' if there are any, else all; trimmed."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     errs = [ln for ln in lines if "error" in ln.lower()]
-    text = " | ".join(errs[:5] or lines[:5])
+    text = " | ".join(errs[:4] or lines[:3])
     return f"{type(exc).__name__}: {text}"[:limit]
 
 

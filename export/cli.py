@@ -58,6 +58,8 @@ def summary_table(report) -> str:
     rows = [("format", "precision", "size", "seconds", "status")]
     for r in report.results:
         status = r.status if r.ok else f"{r.status}: {r.error}"
+        if len(status) > 160:
+            status = status[:157] + "..."
         rows.append((r.format, r.precision, _size(r.size_bytes), f"{r.seconds:.2f}", status))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]

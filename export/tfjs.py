@@ -46,6 +46,36 @@ def _rename_nodes(graph_def, renames: dict) -> None:
                 node.input[i] = ("^" if ctrl else "") + renames[base] + (f":{port}" if port else "")
 
 
+# Activations TF.js's cpu and wasm backends can run fused into MatMul/Conv2D (tfjs 4.22:
+# backend-cpu applyActivation, backend-wasm FusableActivation). Grappler's remapper also
+# fuses Tanh, which then fails in Node and the browser with "Activation tanh has not been
+# implemented for the CPU backend"; such activations are split back out into their own node.
+_TFJS_FUSABLE = {"Relu", "Relu6", "Elu", "Sigmoid", "LeakyRelu", "Prelu"}
+_FUSED_OPS = {"_FusedMatMul", "_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedDepthwiseConv2dNative"}
+
+
+def _unfuse_activations(graph_def) -> int:
+    """Split activations TF.js cannot run fused (e.g. Tanh) into separate nodes; returns how many."""
+    from tensorflow.core.framework import node_def_pb2
+
+    added = []
+    for node in graph_def.node:
+        if node.op not in _FUSED_OPS or "fused_ops" not in node.attr:
+            continue
+        ops = [s.decode() for s in node.attr["fused_ops"].list.s]
+        if not ops or ops[-1] in _TFJS_FUSABLE or ops[-1] in ("BiasAdd", "FusedBatchNorm", "Add"):
+            continue
+        act = ops[-1]
+        del node.attr["fused_ops"].list.s[-1]
+        name = node.name
+        node.name = f"{name}/edgekit_unfused"
+        new = node_def_pb2.NodeDef(name=name, op=act, input=[node.name], device=node.device)
+        new.attr["T"].CopyFrom(node.attr["T"])
+        added.append(new)
+    graph_def.node.extend(added)
+    return len(added)
+
+
 def _prepare(source) -> dict:
     """Freeze + optimize the signature once per run (cached on ``source.cache``)."""
     if "tfjs" in source.cache:
@@ -75,6 +105,7 @@ def _prepare(source) -> dict:
     for n in source.output_names:
         add(signature.outputs[n], by_name[source.output_tensors[n]])
     optimized = tsc.optimize_graph(frozen, signature)
+    unfused = _unfuse_activations(optimized)
 
     renames = {}
     for n in source.output_names:
@@ -93,7 +124,8 @@ def _prepare(source) -> dict:
     weights = tsc.extract_weights(optimized, init_def)  # clears tensor data from `optimized`
     prepared = {"topology": MessageToDict(optimized), "weights": weights, "signature": signature,
                 "tf_version": getattr(source.loaded, "tensorflow_version", None) or tf.__version__,
-                "init_def": init_def, "init_sig": init_sig, "resource_maps": resource_maps}
+                "init_def": init_def, "init_sig": init_sig, "resource_maps": resource_maps,
+                "unfused_activations": unfused}
     source.cache["tfjs"] = prepared
     return prepared
 
@@ -144,4 +176,5 @@ class TFJSExporter(Exporter):
         inputs = [tensor_info(i["name"], i["shape"], "float32") for i in source.inputs]
         outputs = [tensor_info(o["name"], o["shape"], o["dtype"]) for o in source.outputs]
         return Produced(path=path, inputs=inputs, outputs=outputs, quantization=quant,
-                        embedded_metadata=meta, extra={"entry": "model.json", "model_format": "graph-model"})
+                        embedded_metadata=meta, extra={"entry": "model.json", "model_format": "graph-model",
+                               "unfused_activations": prep["unfused_activations"]})
