@@ -181,7 +181,8 @@ class MilEvaluator:
         if unsupported:
             raise RuntimeFailure(
                 f"Core ML reference evaluator does not implement the operation(s) {', '.join(unsupported)}",
-                got=f"ops {unsupported} in {function}", expected=f"only {sorted(['const', 'cast', *OPS])}")
+                got=f"ops {unsupported} in {function}",
+                expected=f"only the {len(OPS) + 2} ops of runtime.coreml_ops.OPS (+ const, cast)")
         if any(op.blocks for op in fn.operations):
             raise RuntimeFailure("Core ML reference evaluator does not run control flow (nested blocks)",
                                  got=[op.op_type for op in fn.operations if op.blocks])
