@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train the tutorial's examples into deployable artifacts",
@@ -13,7 +11,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="artifacts", help="artifacts directory (default: artifacts)")
     p.add_argument("--seed", type=int, default=0, help="global seed (default: 0)")
     p.add_argument("--quick", action="store_true", help="a few epochs per example, for tests")
-    p.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes (default: 2 when training 4+ examples on 2+ cores, else 1)")
     p.set_defaults(func=run)
 
 
@@ -23,7 +22,16 @@ def run(args) -> int:
     from train.registry import select
 
     examples = select(args.names)
+    import os
+
     from train.runner import train_examples
 
-    train_examples(examples, Path(args.out), seed=args.seed, quick=args.quick)
+    jobs = args.jobs
+    if jobs is None:
+        jobs = 2 if len(examples) >= 4 and (os.cpu_count() or 1) >= 2 else 1
+    if jobs < 1:
+        from edgekit.errors import UsageError
+
+        raise UsageError("--jobs must be at least 1", got=jobs, expected="1, 2, ...")
+    train_examples(examples, Path(args.out), seed=args.seed, quick=args.quick, jobs=jobs)
     return 0

@@ -31,6 +31,7 @@ class Example:
         params: keyword arguments for ``fn`` (default none).
         group: a group name (e.g. ``moons``) that selects several examples at once.
         quality: human-readable quality bar checked after full training.
+        cost: rough full-training cost (seconds on one core), for spreading work over processes.
     """
 
     name: str
@@ -40,6 +41,7 @@ class Example:
     params: dict = field(default_factory=dict)
     group: str | None = None
     quality: str = ""
+    cost: float = 2.0
 
 
 EXAMPLES: dict[str, Example] = {}
@@ -48,7 +50,7 @@ GROUP_HOOKS: dict[str, Callable] = {}
 
 
 def register(name: str, task: str, summary: str, params: dict | None = None,
-             group: str | None = None, quality: str = "") -> Callable:
+             group: str | None = None, quality: str = "", cost: float = 2.0) -> Callable:
     """Decorator registering ``fn`` as example ``name``; duplicate names are refused."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -56,7 +58,7 @@ def register(name: str, task: str, summary: str, params: dict | None = None,
     def deco(fn: Callable) -> Callable:
         if name in EXAMPLES:
             raise ValueError(f"duplicate example name {name!r}")
-        EXAMPLES[name] = Example(name, task, summary, fn, dict(params or {}), group, quality)
+        EXAMPLES[name] = Example(name, task, summary, fn, dict(params or {}), group, quality, cost)
         return fn
 
     return deco

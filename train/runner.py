@@ -62,8 +62,8 @@ def check_out(out: Path, examples: list[Example]) -> Path:
 
 
 def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: bool = False,
-                   log=print) -> list[Outcome]:
-    """Train ``examples`` in order; each lands in ``out/<name>`` only if it completes.
+                   log=print, jobs: int = 1) -> list[Outcome]:
+    """Train ``examples``; each lands in ``out/<name>`` only if it completes.
 
     Args:
         examples: the registry entries to train.
@@ -71,29 +71,18 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
         seed: global seed (default 0).
         quick: a few epochs each, for tests (default False).
         log: where progress lines go (default print).
+        jobs: worker processes (default 1: in this process). With 2+, examples are
+            spread over spawned workers by their cost estimate (the grid search alone
+            weighs about as much as everything else).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     out = check_out(out, examples)
     clean_stale_tmp(out)
-    from train.common import TrainContext, write_artifact  # imports numpy only
-
-    _quiet_tensorflow()
-
-    outcomes: list[Outcome] = []
     t_all = time.perf_counter()
-    for i, ex in enumerate(examples, 1):
-        log(f"[{i}/{len(examples)}] {ex.name}: {ex.summary}")
-        t0 = time.perf_counter()
-        with atomic_dir(out / ex.name) as tmp:
-            ctx = TrainContext(dir=tmp, seed=seed, quick=quick, progress=Progress(ex.name), log=log)
-            result = ex.fn(ctx, **ex.params)
-            seconds = time.perf_counter() - t0
-            write_artifact(ctx, ex.name, result, seconds)
-        seconds = time.perf_counter() - t0
-        outcomes.append(Outcome(ex.name, result.headline[0], float(result.headline[1]), seconds,
-                                ex.quality, out / ex.name))
-        _clear_session()
+    jobs = max(1, min(jobs, len(examples)))
+    if jobs == 1:
+        outcomes = _train_list(examples, out, seed, quick, log)
+    else:
+        outcomes = _train_parallel(examples, out, seed, quick, log, jobs)
     trained = {o.name for o in outcomes}
     for group, hook in GROUP_HOOKS.items():
         members = [ex.name for ex in examples if ex.group == group and ex.name in trained]
@@ -104,9 +93,59 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
     summary = [{"example": o.name, "metric": o.metric, "value": o.value, "seconds": round(o.seconds, 2),
                 "quality_bar": o.quality} for o in outcomes]
     (out / "train_summary.json").write_text(json.dumps({"total_seconds": round(total, 2), "quick": quick,
-                                                        "seed": seed, "examples": summary}, indent=2) + "\n")
+                                                        "seed": seed, "jobs": jobs,
+                                                        "examples": summary}, indent=2) + "\n")
     log(format_summary(outcomes, total))
     return outcomes
+
+
+def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log, tag: str = "") -> list[Outcome]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from train.common import TrainContext, write_artifact  # imports numpy only
+
+    _quiet_tensorflow()
+    outcomes: list[Outcome] = []
+    for i, ex in enumerate(examples, 1):
+        log(f"{tag}[{i}/{len(examples)}] {ex.name}: {ex.summary}")
+        t0 = time.perf_counter()
+        with atomic_dir(out / ex.name) as tmp:
+            ctx = TrainContext(dir=tmp, seed=seed, quick=quick, progress=Progress(ex.name), log=log)
+            result = ex.fn(ctx, **ex.params)
+            write_artifact(ctx, ex.name, result, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        outcomes.append(Outcome(ex.name, result.headline[0], float(result.headline[1]), seconds,
+                                ex.quality, out / ex.name))
+        _clear_session()
+    return outcomes
+
+
+def _worker(names: list[str], out: str, seed: int, quick: bool, tag: str) -> list[Outcome]:
+    from train.registry import select
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    return _train_list(select(names), Path(out), seed, quick, log, tag)
+
+
+def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, log, jobs: int) -> list[Outcome]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    bins: list[list[Example]] = [[] for _ in range(jobs)]
+    loads = [0.0] * jobs
+    for ex in sorted(examples, key=lambda e: -e.cost):  # longest first onto the lightest worker
+        k = loads.index(min(loads))
+        bins[k].append(ex)
+        loads[k] += ex.cost
+    order = {ex.name: i for i, ex in enumerate(examples)}
+    log(f"training {len(examples)} example(s) in {jobs} worker processes")
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, [e.name for e in b], str(out), seed, quick, f"w{k} ")
+                   for k, b in enumerate(bins) if b]
+        outcomes = [o for f in futures for o in f.result()]
+    return sorted(outcomes, key=lambda o: order[o.name])
 
 
 def _quiet_tensorflow() -> None:
