@@ -10,9 +10,12 @@ The element-wise rule is numpy's ``allclose``::
 
     |got - expected| <= atol + rtol * |expected|
 
-so the smallest passing atol is ``max(|got - expected| - rtol * |expected|, 0)``.
-NaN or Inf anywhere in either array always fails; the errors are computed over the
-positions where both values are finite.
+so the smallest passing atol is ``max(|got - expected| - rtol * |expected|, 0)``. A
+policy atol with ``atol_scale="peak"`` (the default) is first multiplied by
+``max(1, max |expected|)``: probabilities keep an absolute atol, raw-scale regression
+outputs (hundreds) get the same *relative-to-range* bound. NaN or Inf anywhere in either
+array always fails; the errors are computed over the positions where both values are
+finite (and, with a row mask, over the selected rows only).
 
 :func:`compare_outputs` checks every output and collects every failure before
 returning, in this order: names, then shapes and dtypes, then values.
@@ -51,7 +54,7 @@ class OutputCompareResult:
 
     Attributes:
         name: the output name.
-        atol, rtol: the tolerance applied.
+        atol, rtol: the tolerance applied (atol in the output's units).
         expected_shape, got_shape: the arrays' shapes.
         expected_dtype, got_dtype: the arrays' dtypes (as strings).
         max_abs_err, mean_abs_err: absolute error over the finite positions
@@ -63,6 +66,9 @@ class OutputCompareResult:
         nonfinite_expected: count of NaN/Inf values in ``expected`` (a broken reference).
         structural: shape/dtype failures.
         value_failures: NaN/Inf and out-of-tolerance failures.
+        scale: what the policy's atol was multiplied by (``max(1, peak |expected|)`` for
+            ``atol_scale="peak"``, else 1): ``atol`` above is already scaled.
+        rows_compared, rows_excluded: rows whose values were compared / left out by a row mask.
     """
 
     name: str
@@ -80,6 +86,9 @@ class OutputCompareResult:
     nonfinite_expected: int
     structural: tuple[str, ...] = ()
     value_failures: tuple[str, ...] = ()
+    scale: float = 1.0
+    rows_compared: int = 0
+    rows_excluded: int = 0
 
     @property
     def failures(self) -> tuple[str, ...]:
@@ -113,26 +122,30 @@ class OutputCompareResult:
                 "max_rel_err": _json_float(self.max_rel_err),
                 "required_atol": _json_float(self.required_atol),
                 "nonfinite": self.nonfinite, "nonfinite_expected": self.nonfinite_expected,
-                "failures": list(self.failures)}
+                "scale": self.scale, "rows_compared": self.rows_compared,
+                "rows_excluded": self.rows_excluded, "failures": list(self.failures)}
 
 
 def compare_output(name: str, got: np.ndarray, expected: np.ndarray, tolerance: Tolerance,
-                   check_dtype: bool = True) -> OutputCompareResult:
+                   check_dtype: bool = True, rows: np.ndarray | None = None) -> OutputCompareResult:
     """Compare one output array with its reference.
 
     Args:
         name: the output name (used in messages).
         got: the runtime's output.
         expected: the reference output.
-        tolerance: the atol/rtol to apply.
+        tolerance: the atol/rtol to apply; with ``atol_scale="peak"`` the absolute tolerance
+            is ``atol * max(1, max |expected|)`` over the compared values.
         check_dtype: require ``got.dtype == expected.dtype`` (default True).
+        rows: boolean mask over axis 0 selecting the rows whose values are compared
+            (default None: every row). Shapes, dtypes and NaN/Inf are checked on every row.
 
     Returns:
         An :class:`OutputCompareResult`; ``bool()`` of it is the verdict.
     """
     got = np.asarray(got)
     expected = np.asarray(expected)
-    atol, rtol = float(tolerance.atol), float(tolerance.rtol)
+    rtol = float(tolerance.rtol)
     failures: list[str] = []
     values: list[str] = []
     if got.shape != expected.shape:
@@ -149,29 +162,40 @@ def compare_output(name: str, got: np.ndarray, expected: np.ndarray, tolerance: 
     if nonfinite_exp:
         values.append(f"{name}: {nonfinite_exp} NaN/Inf value(s) in the reference")
     max_abs = mean_abs = max_rel = required = None
+    scale = 1.0
+    n_rows = int(expected.shape[0]) if expected.ndim else 1
+    compared = n_rows
     if got.shape == expected.shape and numeric:
         g = got.astype(np.float64)
         e = expected.astype(np.float64)
-        finite = np.isfinite(g) & np.isfinite(e)
-        if finite.any():
-            diff = np.abs(g[finite] - e[finite])
-            ref = np.abs(e[finite])
+        keep = np.isfinite(g) & np.isfinite(e)
+        if rows is not None and expected.ndim:
+            sel = np.asarray(rows, bool).reshape((n_rows,) + (1,) * (expected.ndim - 1))
+            keep &= sel
+            compared = int(np.count_nonzero(rows))
+        if keep.any():
+            with np.errstate(invalid="ignore", over="ignore"):
+                diff = np.where(keep, np.abs(g - e), 0.0)
+            ref = np.where(keep, np.abs(e), 0.0)
+            if tolerance.atol_scale == "peak":
+                scale = max(1.0, float(ref.max()))
             max_abs = float(diff.max())
-            mean_abs = float(diff.mean())
-            nz = ref > 0
-            rel = float((diff[nz] / ref[nz]).max()) if nz.any() else 0.0
-            if np.any(diff[~nz] > 0):
-                rel = float("inf")
-            max_rel = rel
-            required = float(max((diff - rtol * ref).max(), 0.0))
-            if required > atol:
-                worst = int(np.argmax(diff - rtol * ref))
+            mean_abs = float(diff[keep].mean())
+            nz = keep & (ref > 0)
+            max_rel = float((diff[nz] / ref[nz]).max()) if nz.any() else 0.0
+            if np.any(diff[keep & (ref == 0)] > 0):
+                max_rel = float("inf")
+            excess = np.where(keep, diff - rtol * ref, -np.inf)
+            required = float(max(excess.max(), 0.0))
+            if required > tolerance.atol * scale:
+                worst = int(np.argmax(excess))
                 values.append(f"{name}: max abs err {_fmt(max_abs)} exceeds tolerance (atol "
-                                f"{_fmt(atol)}, rtol {_fmt(rtol)}; worst at flat index {worst}); "
-                                f"would pass at atol >= {_fmt(required)}")
-    return OutputCompareResult(name, atol, rtol, tuple(expected.shape), tuple(got.shape),
-                               str(expected.dtype), str(got.dtype), max_abs, mean_abs, max_rel,
-                               required, nonfinite, nonfinite_exp, tuple(failures), tuple(values))
+                              f"{_fmt(tolerance.atol * scale)}, rtol {_fmt(rtol)}; worst at flat index "
+                              f"{worst}); would pass at atol >= {_fmt(required)}")
+    return OutputCompareResult(name, float(tolerance.atol) * scale, rtol, tuple(expected.shape),
+                               tuple(got.shape), str(expected.dtype), str(got.dtype), max_abs, mean_abs,
+                               max_rel, required, nonfinite, nonfinite_exp, tuple(failures), tuple(values),
+                               scale, compared, n_rows - compared)
 
 
 @dataclass(frozen=True)
@@ -231,7 +255,7 @@ class CompareResult:
 
 def compare_outputs(got: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
                     tolerances: Mapping[str, Tolerance] | Tolerance,
-                    check_dtype: bool = True) -> CompareResult:
+                    check_dtype: bool = True, rows: np.ndarray | None = None) -> CompareResult:
     """Compare every output, collecting all failures (names, then shapes/dtypes, then values).
 
     Args:
@@ -240,6 +264,7 @@ def compare_outputs(got: Mapping[str, np.ndarray], expected: Mapping[str, np.nda
         tolerances: one :class:`Tolerance` for all outputs, or a mapping from output name to
             tolerance (a ``""`` key is the default for names not listed).
         check_dtype: require equal dtypes (default True).
+        rows: boolean mask over axis 0: rows whose values are compared (default None: all).
 
     Returns:
         A :class:`CompareResult`.
@@ -250,7 +275,7 @@ def compare_outputs(got: Mapping[str, np.ndarray], expected: Mapping[str, np.nda
     for name in expected:
         if name in got:
             results.append(compare_output(name, got[name], expected[name],
-                                          _tolerance_for(tolerances, name), check_dtype))
+                                          _tolerance_for(tolerances, name), check_dtype, rows))
     names = [f"missing output {n!r} (runtime returned {sorted(got)})" for n in missing]
     names += [f"unexpected output {n!r} (reference has {sorted(expected)})" for n in unexpected]
     structural = [f for r in results for f in r.structural]

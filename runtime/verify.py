@@ -61,6 +61,7 @@ class Target:
     task: str | None = None
     example_dir: Path | None = None
     artifacts: list = field(default_factory=list)   # [(Artifact, full path)]
+    calibration: dict = field(default_factory=dict)  # calibration file -> arrays (loaded once)
 
 
 @dataclass
@@ -248,6 +249,58 @@ def _map_names(want: list[str], have: list[str]) -> dict[str, str]:
     return {have[0]: want[0]}
 
 
+def calibrated_rows(art: mf.Artifact, target: Target) -> np.ndarray | None:
+    """Golden rows inside the range a full-integer model was calibrated for.
+
+    A row is kept if every input feature lies within ``[min, max]`` of the calibration data
+    (the manifest's ``quantization.calibration.source``, else the example's
+    ``calibration.npz``) and inside the int8 input range, and every Keras output lies inside
+    the int8 output range, ``[(qmin - zp) * scale, (qmax - zp) * scale]`` widened by one step
+    (rounding at the edge is not saturation). Outside, int8 activations saturate by design.
+    Returns None when neither calibration data nor quantization parameters are known.
+    """
+    ref = target.reference
+    q = art.raw.get("quantization") or {}
+    masks = []
+    calib = _calibration(art, target)
+    for name, c in (calib or {}).items():
+        if name in ref.inputs and len(c):
+            a = ref.inputs[name].reshape(len(ref.inputs[name]), -1)
+            c = c.reshape(len(c), -1)
+            masks.append(((a >= c.min(axis=0)) & (a <= c.max(axis=0))).all(axis=1))
+    for kind, arrays in (("inputs", ref.inputs), ("outputs", ref.outputs)):
+        for name, p in (q.get(kind) or {}).items():
+            if name not in arrays or not p.get("scale"):
+                continue
+            info = np.iinfo(np.dtype(p.get("dtype", "int8")))
+            zp, step = p.get("zero_point", 0), float(p["scale"])
+            lo, hi = (info.min - zp - 1) * step, (info.max - zp + 1) * step
+            a = arrays[name].reshape(len(arrays[name]), -1)
+            masks.append(((a >= lo) & (a <= hi)).all(axis=1))
+    if not masks:
+        return None
+    return np.logical_and.reduce(masks)
+
+
+def _calibration(art: mf.Artifact, target: Target) -> dict[str, np.ndarray] | None:
+    q = art.raw.get("quantization") or {}
+    cands = []
+    src = (q.get("calibration") or {}).get("source") if isinstance(q.get("calibration"), dict) else None
+    if src:
+        cands.append(Path(src))
+    if target.example_dir is not None:
+        cands.append(target.example_dir / "calibration.npz")
+    for c in cands:
+        if c.suffix == ".npz" and c.is_file():
+            if c not in target.calibration:
+                try:
+                    target.calibration[c] = _load_npz(c)
+                except InputError:
+                    target.calibration[c] = {}
+            return target.calibration[c]
+    return None
+
+
 def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
             overrides: Overrides | None, keras_metric) -> tuple[dict, dict[str, np.ndarray]]:
     """Verify one (artifact, backend): returns the row and the format's outputs."""
@@ -276,15 +329,17 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
         return _row(target, art.format, art.precision, runtime, "error",
                     message=f"{type(exc).__name__}: {exc}",
                     seconds=round(time.perf_counter() - t0, 3), **base), {}
-    result = compare_outputs(got, ref.outputs, tols)
     tol = tols[""]
+    rows_mask = calibrated_rows(art, target) if tol.calibrated_range_only else None
+    result = compare_outputs(got, ref.outputs, tols, rows=rows_mask)
     row = _row(target, art.format, art.precision, runtime, "pass", **base,
-               max_abs_err=result.max_abs_err, atol=tol.atol, rtol=tol.rtol,
+               max_abs_err=result.max_abs_err, atol=tol.atol, rtol=tol.rtol, atol_policy=tol.atol,
                required_atol=result.required_atol, max_metric_drop=tol.max_metric_drop,
+               rows_excluded=0 if rows_mask is None else int(len(rows_mask) - rows_mask.sum()),
                outputs=[o.to_dict() for o in result.outputs])
     worst = max(result.outputs, key=lambda o: o.max_abs_err or 0.0, default=None)
     if worst is not None:
-        row.update(mean_abs_err=worst.mean_abs_err, max_rel_err=worst.max_rel_err)
+        row.update(mean_abs_err=worst.mean_abs_err, max_rel_err=worst.max_rel_err, atol=worst.atol)
     messages = list(result.failures)
     first = _first_output(target, got)
     if keras_metric is not None and keras_metric.value is not None and first is not None \

@@ -13,7 +13,7 @@ GOT = np.array([1.1, -2.0, 0.55, 3.6])
 
 
 def test_errors_match_hand_computed_values():
-    r = compare_output("y", GOT, EXPECTED, Tolerance(atol=0.21, rtol=0.05))
+    r = compare_output("y", GOT, EXPECTED, Tolerance(atol=0.21, rtol=0.05, atol_scale="abs"))
     assert r.max_abs_err == pytest.approx(0.4)
     assert r.mean_abs_err == pytest.approx(0.55 / 4)
     assert r.max_rel_err == pytest.approx(0.1)
@@ -25,7 +25,7 @@ def test_errors_match_hand_computed_values():
 
 
 def test_fails_just_below_the_required_atol_and_says_what_would_pass():
-    r = compare_output("y", GOT, EXPECTED, Tolerance(atol=0.19, rtol=0.05))
+    r = compare_output("y", GOT, EXPECTED, Tolerance(atol=0.19, rtol=0.05, atol_scale="abs"))
     assert not r
     assert len(r.failures) == 1
     assert "would pass at atol >= 0.2" in r.failures[0]
@@ -37,6 +37,27 @@ def test_rtol_zero_required_atol_is_the_max_abs_error():
     r = compare_output("y", GOT, EXPECTED, Tolerance(atol=0.0))
     assert r.required_atol == pytest.approx(0.4)
     assert not r
+
+
+def test_peak_scaled_atol_multiplies_by_the_largest_reference_magnitude():
+    # peak |expected| = 4, so a policy atol of 0.06 means 0.24 in output units (rtol 0.05 -> need 0.2)
+    r = compare_output("y", GOT, EXPECTED, Tolerance(atol=0.06, rtol=0.05))
+    assert r and r.scale == 4.0 and r.atol == pytest.approx(0.24)
+    assert not compare_output("y", GOT, EXPECTED, Tolerance(atol=0.049, rtol=0.05))
+    # below 1 the scale stays 1: probabilities keep an absolute atol
+    small = compare_output("p", np.array([0.2, 0.51]), np.array([0.2, 0.5]), Tolerance(atol=0.011))
+    assert small and small.scale == 1.0 and small.atol == 0.011
+
+
+def test_row_mask_limits_value_checks_but_not_nan_checks():
+    got = np.array([[1.0], [9.0], [3.0]])
+    exp = np.array([[1.0], [2.0], [3.0]])
+    rows = np.array([True, False, True])
+    r = compare_output("y", got, exp, Tolerance(atol=0.0), rows=rows)
+    assert r and r.max_abs_err == 0 and r.rows_compared == 2 and r.rows_excluded == 1
+    assert not compare_output("y", got, exp, Tolerance(atol=0.0))
+    bad = compare_output("y", np.array([[1.0], [np.nan], [3.0]]), exp, Tolerance(atol=0.0), rows=rows)
+    assert not bad and bad.nonfinite == 1
 
 
 def test_exact_match_passes_at_zero_tolerance():
