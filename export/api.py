@@ -98,6 +98,7 @@ def _quiet(enabled: bool):
     import logging
     import warnings
 
+    env_before = {k: os.environ.get(k) for k in ("TF_CPP_MIN_LOG_LEVEL", "TQDM_DISABLE")}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TQDM_DISABLE", "1")
     saved_fds = []
@@ -124,6 +125,11 @@ def _quiet(enabled: bool):
             yield
     finally:
         root.setLevel(old_level)
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         for fd, saved in reversed(saved_fds):
             os.dup2(saved, fd)
             os.close(saved)

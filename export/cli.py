@@ -28,7 +28,8 @@ def register(subparsers) -> None:
         description="Export an artifacts/<example> directory or any SavedModel (serving signature, "
                     f"float32 inputs) to every format and precision. Formats and precisions: {table}.")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="artifacts/<example> directory or SavedModel directory")
+                   help="artifacts/<example> directory or SavedModel directory (a directory of "
+                        "examples, e.g. artifacts/, means every example in it)")
     p.add_argument("--formats", type=_csv, default=None, metavar="LIST",
                    help=f"comma-separated formats (default: all of {','.join(regs)})")
     p.add_argument("--precisions", type=_csv, default=None, metavar="LIST",
@@ -73,12 +74,18 @@ def _validate_all(args) -> list[tuple[Path, Path | None]]:
     from export import source as source_mod
 
     registry.plan(args.formats, args.precisions)
+    sources = []
+    for s in map(Path, args.sources):
+        # A directory of examples (e.g. artifacts/) stands for every example in it.
+        is_plain = s.is_dir() and not (s / "example.json").is_file() and not (s / "saved_model.pb").is_file()
+        members = sorted(p for p in s.iterdir() if (p / "example.json").is_file()) if is_plain else []
+        sources.extend(members or [s])
     jobs = []
     names = set()
-    for s in args.sources:
-        sm, example = source_mod.resolve(Path(s))
+    for s in sources:
+        sm, example = source_mod.resolve(s)
         out = args.out
-        if args.out is not None and len(args.sources) > 1:
+        if args.out is not None and len(sources) > 1:
             name = example.name if example is not None else sm.name
             if name in names:
                 from edgekit.errors import UsageError
@@ -87,7 +94,7 @@ def _validate_all(args) -> list[tuple[Path, Path | None]]:
                                  expected="distinct SOURCE names, or one --out per run")
             names.add(name)
             out = args.out / name
-        jobs.append((Path(s), out))
+        jobs.append((s, out))
     return jobs
 
 

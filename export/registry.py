@@ -68,6 +68,15 @@ def all_precisions() -> list[str]:
     return [p.value for p in Precision if p in used]
 
 
+def markdown_table() -> str:
+    """The README's formats table (format, precisions, file layout, converter), from the registry."""
+    rows = ["| format | precisions | files (under exports/) | converter |", "|---|---|---|---|"]
+    for name, exp in formats().items():
+        layout = ", ".join(f"`{exp.relpath(p)}`" for p in exp.precisions)
+        rows.append(f"| {name} | {', '.join(p.value for p in exp.precisions)} | {layout} | {exp.converter} |")
+    return "\n".join(rows)
+
+
 def plan(format_names: list[str] | None = None,
          precisions: list[str] | None = None) -> list[tuple[str, Precision]]:
     """Resolve user choices into the (format, precision) variants to run.

@@ -221,3 +221,23 @@ def test_plan_reads_the_registry():
     assert registry.plan(["tfjs", "tflite"], ["fp16"]) == [("tfjs", "fp16"), ("tflite", "fp16")]
     with pytest.raises(UsageError, match="unknown export format"):
         registry.plan(["bogus"])
+
+
+def test_directory_of_examples_exports_each(tiny, tmp_path, capsys):
+    import shutil
+
+    for name in ("ex_a", "ex_b"):
+        shutil.copytree(tiny["float"], tmp_path / "artifacts" / name / "saved_model" / "1")
+        (tmp_path / "artifacts" / name / "example.json").write_text(json.dumps({"name": name, "task": "binary"}))
+    code, stdout, _ = _cli([tmp_path / "artifacts", "--formats", "onnx", "--precisions", "fp32"], capsys)
+    assert code == 0
+    for name in ("ex_a", "ex_b"):
+        (art,) = manifest_mod.load(tmp_path / "artifacts" / name / "exports").artifacts
+        assert (art.format, art.precision) == ("onnx", "fp32")
+    assert stdout.count("manifest:") == 2
+
+
+def test_markdown_table_lists_every_variant():
+    table = registry.markdown_table()
+    for fmt, exp in registry.formats().items():
+        assert f"| {fmt} | {', '.join(p.value for p in exp.precisions)} |" in table
