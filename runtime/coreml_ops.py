@@ -8,8 +8,8 @@ dtype the program declares for it (fp16 where the program computes in fp16, afte
 Arithmetic inside one op runs in float32 and is rounded to the declared dtype on output,
 the way Core ML's fp16 CPU/GPU kernels store fp16 while accumulating in wider precision.
 
-Only the operations in :data:`OPS` are implemented (what dense Keras models and the usual
-elementwise/shape ops produce); any other op is refused at load time with an error that
+Only the operations in :data:`OPS` are implemented (what dense and 1-D/2-D convolutional Keras
+models and the usual elementwise/shape ops produce); any other op is refused at load time with an error that
 names it. Each entry follows the MIL op's definition in
 ``coremltools/converters/mil/mil/ops/defs`` (argument names and defaults).
 """
@@ -103,6 +103,90 @@ def _slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, 
     return x[tuple(idx)]
 
 
+def _pads(spatial, kernel, strides, dilations, pad_type, pad) -> list[tuple[int, int]]:
+    """(before, after) per spatial axis, as MIL's ``aggregated_pad`` (``same`` = TF's SAME:
+    the odd element goes after; ``same_lower``: before)."""
+    if pad_type == "valid":
+        return [(0, 0)] * len(spatial)
+    if pad_type == "custom":
+        p = [int(v) for v in np.atleast_1d(pad)]
+        return [(p[2 * i], p[2 * i + 1]) for i in range(len(spatial))]
+    if pad_type not in ("same", "same_lower"):
+        raise RuntimeFailure("Core ML reference evaluator: unknown pad_type", got=pad_type,
+                             expected=["valid", "custom", "same", "same_lower"])
+    out = []
+    for n, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
+        eff = (k - 1) * d + 1
+        total = max(0, s * -(-n // s) - n + eff - s)
+        small, big = total // 2, total - total // 2
+        out.append((small, big) if pad_type == "same" else (big, small))
+    return out
+
+
+def _windows(x, kernel, strides, dilations, pads, fill):
+    """(N, C, *out, *kernel) view of the padded input's sliding windows."""
+    nsp = x.ndim - 2
+    xp = np.pad(x, [(0, 0), (0, 0), *pads], constant_values=fill)
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+    v = np.lib.stride_tricks.sliding_window_view(xp, eff, axis=tuple(range(2, 2 + nsp)))
+    v = v[(slice(None), slice(None), *(slice(None, None, s) for s in strides))]
+    return v[(Ellipsis, *(slice(None, None, d) for d in dilations))]
+
+
+def _conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1):
+    x, w = _f(x), _f(weight)
+    nsp = x.ndim - 2
+    kernel = w.shape[2:]
+    strides = [1] * nsp if strides is None else [int(v) for v in np.atleast_1d(strides)]
+    dilations = [1] * nsp if dilations is None else [int(v) for v in np.atleast_1d(dilations)]
+    v = _windows(x, kernel, strides, dilations, _pads(x.shape[2:], kernel, strides, dilations, pad_type, pad),
+                 0)
+    g = int(groups)
+    cin, cout = x.shape[1] // g, w.shape[0] // g
+    k_axes = list(range(2 + nsp, 2 + 2 * nsp))
+    parts = [np.moveaxis(np.tensordot(v[:, i * cin:(i + 1) * cin], w[i * cout:(i + 1) * cout],
+                                      axes=([1, *k_axes], [1, *range(2, 2 + nsp)])), -1, 1)
+             for i in range(g)]
+    y = np.concatenate(parts, axis=1)
+    return y if bias is None else y + _f(bias).reshape(1, -1, *[1] * nsp)
+
+
+def _pool(kind: str):
+    def op(x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mode=False,
+           exclude_padding_from_average=False):
+        if ceil_mode:
+            raise RuntimeFailure(f"Core ML reference evaluator: {kind}_pool with ceil_mode=True is not "
+                                 "implemented")
+        x = _f(x)
+        nsp = x.ndim - 2
+        kernel = [int(k) for k in np.atleast_1d(kernel_sizes)]
+        strides = [1] * nsp if strides is None else [int(v) for v in np.atleast_1d(strides)]
+        ones = [1] * nsp
+        pads = _pads(x.shape[2:], kernel, strides, ones, pad_type, pad)
+        axes = tuple(range(-nsp, 0))
+        if kind == "max":
+            return _windows(x, kernel, strides, ones, pads, -np.inf).max(axis=axes)
+        total = _windows(x, kernel, strides, ones, pads, 0).sum(axis=axes)
+        if exclude_padding_from_average:
+            count = _windows(np.ones((1, 1, *x.shape[2:]), x.dtype), kernel, strides, ones, pads, 0)
+            return total / count.sum(axis=axes)
+        return total / np.prod(kernel)
+    return op
+
+
+def _pad(x, pad, mode="constant", constant_val=0.0):
+    p = [int(v) for v in np.atleast_1d(pad)]
+    k = len(p) // 2  # pairs cover the last k axes
+    widths = [(0, 0)] * (np.ndim(x) - k) + [(p[2 * i], p[2 * i + 1]) for i in range(k)]
+    if mode == "constant":
+        return np.pad(_f(x), widths, constant_values=constant_val)
+    modes = {"reflect": "reflect", "replicate": "edge"}
+    if mode not in modes:
+        raise RuntimeFailure("Core ML reference evaluator: unknown pad mode", got=mode,
+                             expected=["constant", *modes])
+    return np.pad(_f(x), widths, mode=modes[mode])
+
+
 def _unary(fn: Callable) -> Callable:
     return lambda x: fn(_f(x))
 
@@ -150,6 +234,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "reduce_mean": _reduce(np.mean), "reduce_sum": _reduce(np.sum),
     "reduce_max": _reduce(np.max), "reduce_min": _reduce(np.min),
     "batch_norm": _batch_norm,
+    "conv": _conv, "max_pool": _pool("max"), "avg_pool": _pool("avg"), "pad": _pad,
 }
 
 

@@ -128,6 +128,93 @@ def test_converted_keras_model_within_issue_bounds(runtime_models, reference_out
             assert r.max_batch == 65536
 
 
+@pytest.fixture(scope="module")
+def conv_models(tmp_path_factory):
+    """Conv1D (valid, same + dilation, strided same), AveragePooling1D(same), global pooling and a
+    Conv2D(same) + MaxPooling2D branch, converted from the SavedModel like the exporter does."""
+    import keras
+    import tensorflow as tf
+
+    d = tmp_path_factory.mktemp("coreml-conv")
+    keras.utils.set_random_seed(0)
+    init = keras.initializers.RandomNormal(stddev=0.5, seed=1)
+    x = keras.Input((16,), name="features")
+    a = keras.layers.Reshape((16, 1))(x)
+    a = keras.layers.Conv1D(4, 3, activation="relu", bias_initializer=init)(a)
+    a = keras.layers.Conv1D(4, 2, padding="same", dilation_rate=2, bias_initializer=init)(a)
+    a = keras.layers.Conv1D(6, 3, strides=2, padding="same", bias_initializer=init)(a)
+    a = keras.layers.GlobalAveragePooling1D()(keras.layers.AveragePooling1D(2, padding="same")(a))
+    b = keras.layers.Reshape((4, 4, 1))(x)
+    b = keras.layers.Conv2D(3, (2, 3), padding="same", activation="relu", bias_initializer=init)(b)
+    b = keras.layers.Flatten()(keras.layers.MaxPooling2D(2)(b))
+    y = keras.layers.Dense(2, activation="softmax", bias_initializer=init)(keras.layers.Concatenate()([a, b]))
+    keras.Model(x, y).export(str(d / "sm"), verbose=False)
+    loaded = tf.saved_model.load(str(d / "sm"))
+    fn = loaded.signatures["serving_default"]
+    for name, prec in (("fp32", ct.precision.FLOAT32), ("fp16", ct.precision.FLOAT16)):
+        ct.convert([fn], source="tensorflow", convert_to="mlprogram", compute_precision=prec,
+                   inputs=[ct.TensorType(name="features", shape=(ct.RangeDim(1, 1024), 16))]
+                   ).save(str(d / f"{name}.mlpackage"))
+    return d
+
+
+def test_converted_conv_model_matches_tensorflow(conv_models):
+    x = RNG.normal(size=(50, 16)).astype(np.float32)
+    with open_model(conv_models / "sm") as tf_runner:
+        want = tf_runner.predict(x)["output_0"]
+    for name, bound in (("fp32", 1e-5), ("fp16", 1e-2)):
+        with open_model(conv_models / f"{name}.mlpackage") as r:
+            assert {"conv", "max_pool", "avg_pool", "pad"} <= {op.op_type for op in r._eval.ops}
+            (got,) = r.predict(x).values()
+        err = np.abs(got - want).max()
+        assert err <= bound, f"{name}: {err:.2e}"
+
+
+def _naive_conv1d(x, w, b, stride, dilation, groups, pads):
+    x = np.pad(x.astype(np.float64), [(0, 0), (0, 0), pads])
+    n, c, length = x.shape
+    cout, cin_g, k = w.shape
+    span = (k - 1) * dilation + 1
+    out = np.zeros((n, cout, (length - span) // stride + 1))
+    for o in range(cout):
+        g = o // (cout // groups)
+        for t in range(out.shape[2]):
+            for ci in range(cin_g):
+                for j in range(k):
+                    out[:, o, t] += x[:, g * cin_g + ci, t * stride + j * dilation] * w[o, ci, j]
+    return out + b[None, :, None]
+
+
+# (length 10) pads worked out by hand from MIL's rule: total = s*ceil(L/s) - L + (k-1)*d + 1 - s,
+# ``same`` puts the odd element after, ``same_lower`` before.
+@pytest.mark.parametrize("k,stride,dilation,groups,pad_type,pads", [
+    (3, 1, 1, 1, "valid", (0, 0)), (3, 1, 2, 2, "same", (2, 2)), (4, 1, 1, 1, "same", (1, 2)),
+    (4, 1, 1, 4, "same_lower", (2, 1)), (3, 2, 1, 1, "same", (0, 1)), (3, 1, 3, 1, "custom", (1, 3))])
+def test_conv_by_hand(k, stride, dilation, groups, pad_type, pads):
+    from runtime.coreml_ops import OPS
+
+    x = RNG.normal(size=(2, 4, 10)).astype(np.float32)
+    w = RNG.normal(size=(8, 4 // groups, k)).astype(np.float32)
+    b = RNG.normal(size=8).astype(np.float32)
+    got = OPS["conv"](x, w, b, strides=[stride], pad_type=pad_type, pad=list(pads), dilations=[dilation],
+                      groups=groups)
+    np.testing.assert_allclose(got, _naive_conv1d(x, w, b, stride, dilation, groups, pads), atol=1e-5)
+
+
+def test_pools_by_hand():
+    from runtime.coreml_ops import OPS
+
+    x = np.array([[[1.0, 5.0, -2.0, 4.0, 3.0]]], np.float32)
+    np.testing.assert_array_equal(OPS["max_pool"](x, [2], [2], "valid"), [[[5.0, 4.0]]])
+    np.testing.assert_array_equal(OPS["max_pool"](x, [2], [2], "same"), [[[5.0, 4.0, 3.0]]])
+    np.testing.assert_allclose(OPS["avg_pool"](x, [2], [2], "same", exclude_padding_from_average=True),
+                               [[[3.0, 1.0, 3.0]]])
+    np.testing.assert_allclose(OPS["avg_pool"](x, [2], [2], "same"), [[[3.0, 1.0, 1.5]]])
+    np.testing.assert_array_equal(OPS["pad"](x, [1, 2], mode="replicate"), [[[1, 1, 5, -2, 4, 3, 3, 3]]])
+    with pytest.raises(RuntimeFailure, match="ceil_mode"):
+        OPS["max_pool"](x, [2], [2], "valid", ceil_mode=True)
+
+
 # ------------------------------------------------------------------ op table, by hand
 def test_op_table_by_hand():
     from runtime.coreml_ops import OPS
