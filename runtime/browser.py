@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from edgekit.errors import DependencyError, InputError, UsageError, require
+from edgekit.errors import DependencyError, EdgekitError, InputError, UsageError, require
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -184,12 +184,13 @@ def _evaluate(target, art, backend: str, chromium: str, state: dict, errors: lis
     result = compare_outputs({first: got}, {first: want}, tols)
     tol = tols[""]
     row = _row(target, FORMAT, art.precision, runtime, "pass", **base, max_abs_err=result.max_abs_err,
-               atol=tol.atol, rtol=tol.rtol, required_atol=result.required_atol,
+               atol=tol.atol, rtol=tol.rtol, atol_policy=tol.atol, required_atol=result.required_atol,
                max_metric_drop=tol.max_metric_drop, outputs=[o.to_dict() for o in result.outputs],
                page_max_abs_err=par.get("max_abs_err"), page_pass=par.get("pass"))
     worst = result.outputs[0] if result.outputs else None
     if worst is not None:
-        row.update(mean_abs_err=worst.mean_abs_err, max_rel_err=worst.max_rel_err)
+        # atol as applied (scaled by the output's peak for atol_scale="peak"), as verify reports it
+        row.update(mean_abs_err=worst.mean_abs_err, max_rel_err=worst.max_rel_err, atol=worst.atol)
     messages = list(result.failures)
     if target.task in TASK_METRIC and ref.n_labeled:
         km = task_metrics(target.task, ref.y_true, want, ref.n_labeled)
@@ -278,7 +279,16 @@ def check_browser(dirs: list[Path], backends: tuple[str, ...] = BACKENDS,
                             continue
                         if state["status"] == "ready":
                             status[backend] = "started"
-                        row, got = _evaluate(t, art, backend, chromium, state, errors, secs, overrides)
+                        try:
+                            row, got = _evaluate(t, art, backend, chromium, state, errors, secs, overrides)
+                        except EdgekitError:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
+                            from runtime.verify import _row
+
+                            row, got = _row(t, FORMAT, art.precision, f"chromium {chromium} {backend}",
+                                            "error", message=f"{type(exc).__name__}: {exc}",
+                                            backend=backend, seconds=round(secs, 3)), {}
                         if shot is None:
                             shot = shot_dir / f"{t.example}.png"
                             page.screenshot(path=str(shot), full_page=True)

@@ -38,8 +38,7 @@ VENDOR = {
     "tfjs": Path("@tensorflow/tfjs/dist"),
     "tfjs-backend-wasm": Path("@tensorflow/tfjs-backend-wasm/dist"),
 }
-# Used until runtime/tolerance.py exists (see reference_json): (precision) -> (atol, rtol).
-# TODO(lead): drop once runtime.tolerance.lookup("tfjs", precision) is wired everywhere.
+# Used only if runtime.tolerance cannot answer (see tolerance()): precision -> (atol, rtol).
 DEFAULT_TFJS_TOLERANCE = {"fp32": (1e-4, 1e-4), "fp16": (1e-2, 1e-2), "uint8": (5e-2, 5e-2)}
 
 mimetypes.add_type("application/wasm", ".wasm")
@@ -53,27 +52,27 @@ class Forbidden(Exception):
 
 
 def tolerance(fmt: str, precision: str) -> dict:
-    """Return ``{"atol", "rtol", "source"}`` for a format and precision.
+    """Return ``{"atol", "rtol", "atol_scale", "source"}`` for a format and precision.
 
-    Reads the project's policy (``runtime.tolerance``) when it is there; otherwise falls
-    back to :data:`DEFAULT_TFJS_TOLERANCE` (fp32 when the precision is unknown).
+    Reads the project's policy (:func:`runtime.tolerance.lookup`) when it is importable;
+    otherwise falls back to :data:`DEFAULT_TFJS_TOLERANCE` (fp32 when the precision is
+    unknown). ``atol_scale="peak"`` means the page multiplies atol by
+    ``max(1, max |keras output|)``, as :mod:`runtime.compare` does.
     """
     try:
-        from runtime import tolerance as policy  # written by the parity helper
-    except ImportError:
-        policy = None
-    lookup = getattr(policy, "lookup", None)
+        from runtime.tolerance import lookup
+    except ImportError:  # pragma: no cover - the policy module ships with runtime/
+        lookup = None
     if lookup is not None:
-        # TODO(lead): confirm the policy's return shape; accepted: an object with atol/rtol
-        # attributes, a dict with those keys, or an (atol, rtol) tuple.
-        tol = lookup(fmt, precision)
-        if isinstance(tol, dict):
-            return {"atol": float(tol["atol"]), "rtol": float(tol.get("rtol", 0.0)), "source": "policy"}
-        if isinstance(tol, tuple):
-            return {"atol": float(tol[0]), "rtol": float(tol[1]), "source": "policy"}
-        return {"atol": float(tol.atol), "rtol": float(getattr(tol, "rtol", 0.0)), "source": "policy"}
+        try:
+            tol = lookup(fmt, precision)
+        except Exception:  # noqa: BLE001 - an unknown precision falls back below
+            tol = None
+        if tol is not None:
+            return {"atol": float(tol.atol), "rtol": float(tol.rtol),
+                    "atol_scale": getattr(tol, "atol_scale", "abs"), "source": "runtime.tolerance"}
     atol, rtol = DEFAULT_TFJS_TOLERANCE.get(precision, DEFAULT_TFJS_TOLERANCE["fp32"])
-    return {"atol": atol, "rtol": rtol, "source": "runtime.web_server default"}
+    return {"atol": atol, "rtol": rtol, "atol_scale": "abs", "source": "runtime.web_server default"}
 
 
 def confine(root: Path, rel: str) -> Path:

@@ -248,7 +248,11 @@ async function runParity(info, ref) {
   const got = (await predict(x)).flat();
   E.timings.parity_ms = performance.now() - t0;
   if (got.length !== want.length) throw new Error(`Model output has ${got.length} values; the Keras reference ${yKey} has ${want.length}.`);
-  const { atol, rtol } = ref.tolerance;
+  // Same rule as runtime/compare.py: |got - keras| <= atol + rtol * |keras|, where a "peak"
+  // atol is first multiplied by max(1, max |keras|) so raw-scale regressions get a fair bound.
+  const { rtol } = ref.tolerance;
+  const peak = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const atol = ref.tolerance.atol * (ref.tolerance.atol_scale === "peak" ? Math.max(1, peak) : 1);
   let maxAbs = 0, minAtol = 0;
   got.forEach((g, i) => {
     const d = Math.abs(g - want[i]);
@@ -263,7 +267,7 @@ async function runParity(info, ref) {
     <table><tbody>
       <tr><th>golden inputs</th><td>${x.length} rows × ${x[0].length}</td></tr>
       <tr><th>max |browser − Keras|</th><td id="parity-max">${maxAbs.toExponential(2)}</td></tr>
-      <tr><th>tolerance (tfjs ${esc(E.precision)})</th><td>atol ${atol.toExponential(0)}, rtol ${rtol.toExponential(0)}</td></tr>
+      <tr><th>tolerance (tfjs ${esc(E.precision)})</th><td>atol ${atol.toExponential(1)}${ref.tolerance.atol_scale === "peak" && peak > 1 ? ` (${ref.tolerance.atol.toExponential(0)} × peak ${fmt(peak, 1)})` : ""}, rtol ${rtol.toExponential(0)}</td></tr>
       <tr><th>smallest atol that passes</th><td>${Math.max(0, minAtol).toExponential(2)}</td></tr>
       <tr><th>backend · time</th><td>${esc(E.backend)} · ${E.timings.parity_ms.toFixed(1)} ms</td></tr>
     </tbody></table>`;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,32 +12,32 @@ import pytest
 
 from runtime.browser import CHROMIUM, CHROMIUM_FLAGS, chromium_available
 
-HERE = Path(__file__).resolve().parent
 EXAMPLES = ("and_gate", "moons_h3", "regression_linear")
 
 needs_chromium = pytest.mark.skipif(not chromium_available(), reason=f"needs {CHROMIUM} and playwright")
 
 
 @pytest.fixture(scope="session")
-def web_artifacts(shared_dir) -> Path:
-    """Read-only artifacts dir with and_gate, moons_h3, regression_linear and their TF.js exports.
+def web_artifacts(shared_dir, quick_example) -> Path:
+    """Read-only artifacts dir: and_gate, moons_h3, regression_linear with TF.js fp32/fp16 exports.
 
-    Built once per run (file lock shared by xdist workers) by tests/web/build_web_examples.py:
-    seeded untrained Keras models, ``model.export`` then tensorflowjs_converter, fp32 and fp16.
-    TODO(lead): switch to quick_example(name) + export.api.export_model(formats=["tfjs"]) once
-    export/ lands, so the page is tested on the real export path.
+    Quick-trained examples (the lead's ``quick_example``) copied and exported with
+    ``export.api.export_model`` — the real pipeline. Built once per run (file lock shared by
+    xdist workers).
     """
     out = shared_dir / "web-artifacts"
     with open(shared_dir / "web-artifacts.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         if not all((out / n / "exports" / "manifest.json").is_file() for n in EXAMPLES):
-            import importlib.util
+            from export.api import export_model
 
-            path = HERE / "build_web_examples.py"
-            spec = importlib.util.spec_from_file_location("build_web_examples", path)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-            mod.build(out, list(EXAMPLES))
+            for name in EXAMPLES:
+                dest = out / name
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(quick_example(name), dest)
+                report = export_model(dest, formats=["tfjs"], precisions=["fp32", "fp16"])
+                if not report.ok:
+                    raise RuntimeError(f"TF.js export of {name} failed: {report}")
     return out
 
 
