@@ -241,3 +241,20 @@ def test_markdown_table_lists_every_variant():
     table = registry.markdown_table()
     for fmt, exp in registry.formats().items():
         assert f"| {fmt} | {', '.join(p.value for p in exp.precisions)} |" in table
+
+
+def test_savedmodel_loaded_once_and_opset_selectable(tiny, tmp_path, monkeypatch):
+    import onnx
+    import tensorflow as tf
+
+    from export.api import export_model
+
+    calls = []
+    real_load = tf.saved_model.load
+    monkeypatch.setattr(tf.saved_model, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    report = export_model(tiny["float"], out=tmp_path / "o", precisions=["fp32"], opset=13)
+    assert report.ok and len(report.results) == len(registry.formats())
+    assert len(calls) == 1, f"SavedModel loaded {len(calls)} times in one export run"
+    model = onnx.load(str(tmp_path / "o" / "onnx" / "model_fp32.onnx"))
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {13}
+    assert manifest_mod.load(tmp_path / "o").data["options"]["opset"] == 13
