@@ -9,12 +9,12 @@ EDGEKIT := $(VENV)/bin/edgekit
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
 
-.PHONY: all setup test test-all train export verify report bench lint clean help
+.PHONY: all setup chromium test test-all train export verify report pipeline bench lint clean help
 
 help:
 	@echo "make all | setup | test | test-all | train | export | verify | report | bench | lint | clean"
 
-all: setup train export verify report
+all: setup train pipeline
 
 # setup is idempotent: each stamp is rebuilt only when its lock file changes.
 setup: $(VENV)/.stamp js/node_modules/.stamp chromium
@@ -48,14 +48,23 @@ test-all: setup
 train: setup
 	$(EDGEKIT) train all --out $(ARTIFACTS)
 
+# A failing variant must not hide the others: export, verify and report always all run,
+# and the target fails afterwards if any of them did.
 export: setup
-	@if $(EDGEKIT) export --help >/dev/null 2>&1; then $(EDGEKIT) export $(ARTIFACTS)/*/ ; fi
+	$(EDGEKIT) export $(ARTIFACTS)/*/
 
 verify: setup
-	@if $(EDGEKIT) verify --help >/dev/null 2>&1; then $(EDGEKIT) verify $(ARTIFACTS); fi
+	$(EDGEKIT) verify $(ARTIFACTS)
 
 report: setup
-	@if $(EDGEKIT) report --help >/dev/null 2>&1; then $(EDGEKIT) report $(ARTIFACTS); fi
+	$(EDGEKIT) report $(ARTIFACTS)
+
+pipeline: setup
+	@rc=0; \
+	$(EDGEKIT) export $(ARTIFACTS)/*/ || rc=1; \
+	$(EDGEKIT) verify $(ARTIFACTS) || rc=1; \
+	$(EDGEKIT) report $(ARTIFACTS) || rc=1; \
+	echo "parity report: $(ARTIFACTS)/report.md, $(ARTIFACTS)/report.html"; exit $$rc
 
 bench: setup
 	$(PY) benchmarks/bench_train.py

@@ -50,7 +50,11 @@ def test_saved_model_reproduces_reference(quick_example, name):
     with np.load(d / "reference.npz", allow_pickle=False) as ref:
         got = sig(features=tf.constant(ref["features"]))
         out_name = meta["outputs"][0]["name"]
-        np.testing.assert_allclose(got[out_name].numpy(), ref[out_name], atol=1e-6, rtol=0)
+        # 1e-6 of the target range: the SavedModel's graph (grappler-fused kernels) and eager Keras
+        # round differently, and raw-scale regression outputs (|y| up to ~400) carry float32's ~6e-8
+        # relative resolution times that range. For classifiers the range is 1, so this is 1e-6.
+        scale = max(1.0, float(np.abs(ref["y_true"]).max()))
+        np.testing.assert_allclose(got[out_name].numpy(), ref[out_name], atol=1e-6 * scale, rtol=0)
         # Dynamic batch: a single row and an odd-sized batch both run.
         assert sig(features=tf.constant(ref["features"][:1]))[out_name].shape[0] == 1
         assert sig(features=tf.constant(ref["features"][:7]))[out_name].shape[0] == 7
