@@ -18,7 +18,11 @@ const path = require('path');
 const util = require('util');
 
 for (const level of ['log', 'info', 'warn', 'debug']) {
-  console[level] = (...args) => process.stderr.write(util.format(...args) + '\n');
+  console[level] = (...args) => {
+    const text = util.format(...args);
+    // The cpu backend's "install tfjs-node" banner is noise in error messages: drop it.
+    if (!text.includes('tfjs-node for more details')) process.stderr.write(text + '\n');
+  };
 }
 
 function parseArgs(argv) {
