@@ -51,7 +51,7 @@ train: setup
 # A failing variant must not hide the others: export, verify and report always all run,
 # and the target fails afterwards if any of them did.
 export: setup
-	$(EDGEKIT) export $(ARTIFACTS)/*/
+	$(EDGEKIT) export $(ARTIFACTS)
 
 verify: setup
 	$(EDGEKIT) verify $(ARTIFACTS)
@@ -61,7 +61,7 @@ report: setup
 
 pipeline: setup
 	@rc=0; \
-	$(EDGEKIT) export $(ARTIFACTS)/*/ || rc=1; \
+	$(EDGEKIT) export $(ARTIFACTS) || rc=1; \
 	$(EDGEKIT) verify $(ARTIFACTS) || rc=1; \
 	$(EDGEKIT) report $(ARTIFACTS) || rc=1; \
 	echo "parity report: $(ARTIFACTS)/report.md, $(ARTIFACTS)/report.html"; exit $$rc
