@@ -62,6 +62,8 @@ def run(argv: list[str] | None, modules: tuple[str, ...] = COMMAND_MODULES, prog
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")  # its banner needs IPython when piped
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # jax comes with tensorflowjs; export needs TF
     return run(argv)
 
 

@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython when
+# stdout is not a terminal (pytest's capture) and fails: keep it quiet.
+os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
