@@ -184,10 +184,12 @@ def scatter_svg(x: np.ndarray, y: np.ndarray, title: str, size: int = 240) -> st
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;
-font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f3f3f3}
+font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;white-space:nowrap}
+th{background:#f3f3f3}td.msg{white-space:normal;min-width:20em;max-width:40em}nav a{margin-right:.8em}
 tr.pass td.st{background:#d9f2d9}tr.fail td.st{background:#f9d0d0}tr.error td.st{background:#fbe3b5}
 .plots img{max-width:420px;margin:4px;border:1px solid #ddd}.scatters{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0}figcaption{font-size:11px;max-width:240px}td.msg{font-size:11px;color:#733}"""
+figure{margin:0}figcaption{font-size:11px;max-width:240px}td.msg{font-size:11px;color:#733}
+h2{margin-top:1.6em;border-bottom:1px solid #ddd}"""
 
 
 def _example_dir(root: Path, example: str, rows: list[dict]) -> Path | None:
@@ -218,6 +220,8 @@ def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> 
                      f"<td class='msg'>{html.escape(r.get('message') or '')}</td></tr>")
     parts.append("</table>")
     examples = list(dict.fromkeys(r["example"] for r in rows))
+    parts.insert(4, "<nav>Examples: " + "".join(f"<a href='#{html.escape(e)}'>{html.escape(e)}</a>"
+                                             for e in examples) + "</nav>")
     for ex in examples:
         ex_rows = [r for r in rows if r["example"] == ex]
         parts.append(f"<h2 id='{html.escape(ex)}'>{html.escape(ex)}</h2>")
@@ -235,7 +239,8 @@ def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> 
             for o in r.get("outputs") or []:
                 key_k, key_f = f"{ex}__keras__{o['name']}", f"row{r.get('id')}__{o['name']}"
                 if key_k in parity and key_f in parity:
-                    title = f"{r['format']} {r['precision']} {o['name']}"
+                    title = " ".join(x for x in (r["format"], r["precision"], r.get("backend"),
+                                                 o["name"]) if x)
                     svg = scatter_svg(parity[key_k], parity[key_f], title)
                     cap = html.escape(f"{r.get('runtime')}: {r['status']}, max abs err "
                                       f"{_num(o.get('max_abs_err'))}")
