@@ -43,10 +43,12 @@ def register(subparsers) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from edgekit.errors import UsageError
     from runtime.report import format_table, summary_line, write_reports
-    from runtime.verify import verify
+    from runtime.verify import preload_coremltools_without_tf, verify
 
     if args.jobs < 1:
         raise UsageError("--jobs must be >= 1", got=args.jobs, expected=">= 1")
+    if args.formats is None or "coreml" in args.formats:
+        preload_coremltools_without_tf()  # this process only verifies: skip coremltools' TF import
     result = verify(args.dirs, formats=args.formats, jobs=args.jobs)
     first = args.dirs[0]
     json_path = args.json or first / "report.json"
@@ -60,7 +62,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from runtime.report import format_table, load_reports, summary_line, write_html, write_reports
-    from runtime.verify import find_manifests, verify
+    from runtime.verify import find_manifests, preload_coremltools_without_tf, verify
 
     root = args.dir
     json_path = root / "report.json"
@@ -69,6 +71,7 @@ def _report(args: argparse.Namespace) -> int:
         m.stat().st_mtime > json_path.stat().st_mtime for m in manifests)
     if stale:
         print(f"{json_path} missing or older than the exports: running verify first")
+        preload_coremltools_without_tf()
         result = verify([root])
         rows, parity = result.rows, result.parity
         write_reports(rows, parity, json_path, root / "report.md", result.seconds)

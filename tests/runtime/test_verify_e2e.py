@@ -178,3 +178,20 @@ def test_foreign_savedmodel_gets_a_golden_file_once(tmp_path):
     assert golden.stat().st_mtime_ns == mtime  # computed once, reused
     assert [r["max_abs_err"] for r in again.rows] == [r["max_abs_err"] for r in first.rows]
     assert json.loads((report.out_dir / "manifest.json").read_text())["source"]["example"] is None
+
+
+def test_cli_verify_of_core_ml_files_never_imports_tensorflow(exported, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from edgekit.cli import run; "
+            f"rc = run(['verify', {str(exported / 'and_gate')!r}, '--formats', 'coreml', 'onnx', "
+            f"'--json', {str(tmp_path / 'r.json')!r}, '--md', {str(tmp_path / 'r.md')!r}], "
+            "modules=('runtime.cli',), prog='python -m runtime'); "
+            "print('TF' if 'tensorflow' in sys.modules else 'noTF'); sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.strip().endswith("noTF")
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(r["format"] for r in rows) == ["coreml", "coreml", "onnx", "onnx"]
+    assert all(r["status"] == "pass" for r in rows)
