@@ -1,0 +1,154 @@
+"""The issue's targets, evaluated on bench rows and reported whether or not they are met.
+
+- ``speedup``: the fastest edge runtime (edgekit adapter rows of tflite, onnx and tfjs; the Core
+  ML reference evaluator is not an edge runtime) at batch 1 is >= 100x faster (p50) than Keras
+  ``model.predict``, per example and thread setting;
+- ``overhead_b1`` / ``overhead_bN``: the adapter's overhead over the raw runtime call, p50 at
+  batch 1 (<= 15%) and throughput at batch 1024 (<= 5%), per variant and thread setting;
+- ``size_int8`` / ``size_fp16``: TFLite int8 (full-integer and dynamic-range) files <= 40% of fp32,
+  fp16 <= 60%, for the deep and grid regressions.
+"""
+
+from __future__ import annotations
+
+EDGE_FORMATS = ("tflite", "onnx", "tfjs")
+SPEEDUP_MIN = 100.0
+OVERHEAD_B1_MAX = 0.15
+OVERHEAD_BN_MAX = 0.05
+SIZE_RATIO_MAX = {"int8": 0.40, "int8_dynamic": 0.40, "fp16": 0.60}
+SIZE_EXAMPLES = ("regression_deep", "regression_grid")
+
+
+def _ok(r: dict) -> bool:
+    return r.get("status") == "ok" and bool(r.get("latency"))
+
+
+def _p50(r: dict) -> float:
+    return r["latency"]["p50_ms"]
+
+
+def _rps(r: dict) -> float | None:
+    return (r.get("throughput") or {}).get("rows_per_s")
+
+
+def _variant(r: dict) -> str:
+    return f"{r['format']} {r['precision']}" + (f" {r['backend']}" if r.get("backend") else "")
+
+
+def speedups(rows: list[dict]) -> list[dict]:
+    """One entry per (example, threads): model.predict p50 over the fastest edge adapter p50."""
+    out = []
+    groups = dict.fromkeys((r["example"], r["threads"]) for r in rows)
+    for ex, th in groups:
+        g = [r for r in rows if r["example"] == ex and r["threads"] == th and _ok(r)]
+        pred = next((r for r in g if r["runner"] == "keras.predict"), None)
+        edge = [r for r in g if r["kind"] == "adapter" and r["format"] in EDGE_FORMATS]
+        raw = [r for r in g if r["kind"] == "raw"]
+        entry = {"check": "speedup", "example": ex, "threads": th, "target": f">= {SPEEDUP_MIN:.0f}x",
+                 "value": None, "met": None, "subject": None, "detail": ""}
+        if pred is None or not edge:
+            entry["detail"] = "missing " + ("model.predict" if pred is None else "edge runtime") + " row"
+        else:
+            best = min(edge, key=_p50)
+            value = _p50(pred) / _p50(best)
+            entry.update(value=value, met=value >= SPEEDUP_MIN, subject=_variant(best),
+                         detail=f"model.predict {_p50(pred):.3f} ms vs {_variant(best)} {_p50(best):.4f} ms")
+            if raw:
+                braw = min(raw, key=_p50)
+                entry["detail"] += f"; fastest raw call {_variant(braw)} {_p50(braw):.4f} ms " \
+                                   f"({_p50(pred) / _p50(braw):.0f}x)"
+        out.append(entry)
+    return out
+
+
+def overheads(rows: list[dict]) -> list[dict]:
+    """Adapter vs raw call, per variant and thread setting (batch 1 p50 and batch-N throughput)."""
+    out = []
+    raw = {(r["example"], r["format"], r["precision"], r.get("backend"), r["threads"]): r
+           for r in rows if r["kind"] == "raw" and _ok(r)}
+    for a in rows:
+        if a["kind"] != "adapter" or not _ok(a):
+            continue
+        r = raw.get((a["example"], a["format"], a["precision"], a.get("backend"), a["threads"]))
+        if r is None:
+            continue
+        b1 = _p50(a) / _p50(r) - 1.0
+        out.append({"check": "overhead_b1", "example": a["example"], "threads": a["threads"],
+                    "subject": _variant(a), "value": b1, "target": f"<= {OVERHEAD_B1_MAX:.0%}",
+                    "met": b1 <= OVERHEAD_B1_MAX,
+                    "detail": f"adapter {_p50(a):.4f} ms vs raw {_p50(r):.4f} ms"})
+        ra, rr = _rps(a), _rps(r)
+        if ra and rr:
+            bn = rr / ra - 1.0
+            out.append({"check": "overhead_bN", "example": a["example"], "threads": a["threads"],
+                        "subject": _variant(a), "value": bn, "target": f"<= {OVERHEAD_BN_MAX:.0%}",
+                        "met": bn <= OVERHEAD_BN_MAX,
+                        "detail": f"adapter {ra:,.0f} rows/s vs raw {rr:,.0f} rows/s"})
+    return out
+
+
+def sizes(rows: list[dict], examples: tuple[str, ...] = SIZE_EXAMPLES) -> list[dict]:
+    """TFLite file size ratios to fp32 for the deep and grid models (sizes do not depend on threads)."""
+    out = []
+    seen = set()
+    for ex in dict.fromkeys(r["example"] for r in rows):
+        if ex not in examples:
+            continue
+        tfl = {r["precision"]: r.get("size_bytes") for r in rows
+               if r["example"] == ex and r["format"] == "tflite" and r["kind"] == "adapter" and r.get("size_bytes")}
+        fp32 = tfl.get("fp32")
+        for prec, limit in SIZE_RATIO_MAX.items():
+            if (ex, prec) in seen or prec not in tfl or not fp32:
+                continue
+            seen.add((ex, prec))
+            ratio = tfl[prec] / fp32
+            out.append({"check": "size_" + ("fp16" if prec == "fp16" else "int8"), "example": ex, "threads": None,
+                        "subject": f"tflite {prec}", "value": ratio, "target": f"<= {limit:.0%} of fp32",
+                        "met": ratio <= limit, "detail": f"{tfl[prec]:,} B vs fp32 {fp32:,} B"})
+    return out
+
+
+def evaluate(rows: list[dict]) -> list[dict]:
+    """Every check entry (``met`` is None when a needed row is missing or failed)."""
+    return speedups(rows) + overheads(rows) + sizes(rows)
+
+
+def _fmt_value(c: dict) -> str:
+    v = c["value"]
+    if v is None:
+        return "-"
+    if c["check"] == "speedup":
+        return f"{v:,.0f}x"
+    return f"{v:+.1%}" if c["check"].startswith("overhead") else f"{v:.1%}"
+
+
+def summary(checks: list[dict]) -> list[str]:
+    """Short lines: per check kind, how many entries meet the target, and the worst value."""
+    lines = []
+    for kind in ("speedup", "overhead_b1", "overhead_bN", "size_int8", "size_fp16"):
+        cs = [c for c in checks if c["check"] == kind]
+        if not cs:
+            continue
+        measured = [c for c in cs if c["value"] is not None]
+        met = sum(bool(c["met"]) for c in measured)
+        if measured:
+            worst = (min if kind == "speedup" else max)(measured, key=lambda c: c["value"])
+            where = f"{worst['example']} {worst['subject']}" + (f" threads={worst['threads']}"
+                                                                if worst["threads"] else "")
+            tail = f"; worst {_fmt_value(worst)} ({where})"
+        else:
+            tail = ""
+        lines.append(f"{kind:<12} target {cs[0]['target']:<14} met {met}/{len(measured)}"
+                     f"{'' if len(measured) == len(cs) else f' ({len(cs) - len(measured)} not measured)'}{tail}")
+    return lines
+
+
+def format_checks(checks: list[dict]) -> str:
+    """Every check as a plain-text table (value, target, met) for the terminal or a README."""
+    head = ("check", "example", "threads", "subject", "value", "target", "met", "detail")
+    body = [(c["check"], c["example"], c["threads"] or "-", c["subject"] or "-", _fmt_value(c), c["target"],
+             "-" if c["met"] is None else ("yes" if c["met"] else "NO"), c["detail"]) for c in checks]
+    widths = [max(len(h), *(len(str(b[i])) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines += ["  ".join(str(v).ljust(w) for v, w in zip(b, widths, strict=True)).rstrip() for b in body]
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Run a benchmark: plan the cases, time them per thread setting, probe memory, write ``bench.json``.
+
+Each thread setting runs in its own worker process (:mod:`bench.worker`) so that BLAS,
+OpenMP and TensorFlow thread pools can be pinned before they exist; a worker that dies (a
+native crash) costs only the case it was running, which gets an ``error`` row, and a new
+worker carries on with the rest. Peak RSS comes from one :mod:`bench.rss_probe` process per
+case (run with 1 thread; memory barely depends on the pool size), two probes at a time after
+all timing is done so they never disturb it.
+
+``bench.json`` (schema ``edgekit.bench/1``)::
+
+    {"schema", "edgekit_version", "created", "seconds", "machine": {...},
+     "settings": {"threads": ["1", "all"], "budget": {...}, "throughput_batch": 1024, "rss": bool},
+     "rows": [ROW], "checks": [CHECK]}
+
+    ROW = {"example", "kind": "baseline"|"adapter"|"raw", "runner", "format", "precision",
+           "backend", "label", "note", "threads": "1"|"all", "threads_used", "status": "ok"|"error",
+           "error", "runtime", "load_s", "latency": {"p50_ms", "p99_ms", "mean_ms", "min_ms", "calls"},
+           "throughput": {"rows_per_s", "batch_ms", "calls", "batch"}, "size_bytes", "path",
+           "peak_rss_bytes", "rss": {...}|null, "parity": {"status": pass|fail|error|unknown|reference,
+           "metric", "metric_keras", "metric_format", "max_abs_err", ...}, "notes": [str]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from bench import checks as bchecks
+from bench import plan
+from bench.cases import thread_env
+from bench.inputs import THROUGHPUT_ROWS
+from bench.timing import Budget
+from edgekit import __version__
+from edgekit.errors import UsageError
+from edgekit.fsutil import write_json
+
+SCHEMA = "edgekit.bench/1"
+THREAD_MODES = ("1", "all")
+ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "note", "threads",
+            "threads_used", "status", "error", "runtime", "load_s", "latency", "throughput", "size_bytes",
+            "path", "peak_rss_bytes", "rss", "parity", "notes")
+RSS_JOBS = 2
+PROBE_TIMEOUT_S = 600
+
+
+def cpu_count() -> int:
+    """Cores this process may use (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def thread_count(mode: str) -> int:
+    """``"1"`` -> 1, ``"all"`` -> every usable core; anything else is a UsageError."""
+    if mode == "1":
+        return 1
+    if mode == "all":
+        return cpu_count()
+    raise UsageError("unknown thread setting", got=mode, expected="1, all or both")
+
+
+def _child_env(threads: int) -> dict[str, str]:
+    repo = str(Path(__file__).resolve().parents[1])
+    pp = os.environ.get("PYTHONPATH")
+    return {**os.environ, **thread_env(threads), "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            "PYTHONPATH": repo + (os.pathsep + pp if pp else "")}
+
+
+def _tail(text: str, n: int = 6) -> str:
+    lines = [s for s in text.strip().splitlines() if s.strip()]
+    return " | ".join(lines[-n:]) or "(no stderr)"
+
+
+def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
+               log: Callable[[str], None]) -> dict[str, dict]:
+    """Measure ``cases`` in worker processes; returns key -> {"result"} or {"error"}."""
+    tag = f"t{threads}-{int(time.time() * 1e3)}"
+    cases_file, out = work / f"cases-{tag}.json", work / f"results-{tag}.jsonl"
+    cases_file.write_text(json.dumps(cases))
+    results: dict[str, dict] = {}
+    remaining = list(cases)
+    while remaining:
+        cmd = [sys.executable, "-m", "bench.worker", str(cases_file), str(out), "--threads", str(threads),
+               "--budget", json.dumps(dataclasses.asdict(budget))]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env=_child_env(threads))
+        _, err = proc.communicate()
+        started = None
+        with open(out) as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "start" in rec:
+                    started = rec["start"]
+                elif "key" in rec:
+                    results[rec["key"]] = rec
+                    started = None if started == rec["key"] else started
+        done = set(results)
+        remaining = [c for c in remaining if c["key"] not in done]
+        if not remaining:
+            break
+        if started is None or started in done:  # died before starting anything: give up on the rest
+            for c in remaining:
+                results[c["key"]] = {"error": f"benchmark worker exited with {proc.returncode}: {_tail(err)}"}
+            break
+        results[started] = {"error": f"benchmark worker crashed on this case (exit {proc.returncode}): "
+                                     f"{_tail(err)}"}
+        with open(out, "a") as fh:
+            fh.write(json.dumps({"key": started, "error": results[started]["error"]}) + "\n")
+        log(f"  worker crashed on {started}; restarting on the remaining cases")
+        remaining = [c for c in remaining if c["key"] != started]
+    return results
+
+
+def probe_rss(case: dict, work: Path, threads: int = 1) -> dict:
+    """Peak RSS of a fresh process that only loads and runs ``case`` (see :mod:`bench.rss_probe`)."""
+    f = work / f"probe-{abs(hash(case['key']))}.json"
+    f.write_text(json.dumps(case))
+    try:
+        r = subprocess.run([sys.executable, "-m", "bench.rss_probe", str(f), "--threads", str(threads)],
+                           capture_output=True, text=True, env=_child_env(threads), timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"error": f"rss probe timed out after {PROBE_TIMEOUT_S} s"}
+    if r.returncode != 0 or not r.stdout.strip():
+        return {"error": f"rss probe failed (exit {r.returncode}): {_tail(r.stderr, 3)}"}
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except json.JSONDecodeError:
+        return {"error": f"rss probe printed no JSON: {_tail(r.stdout, 2)}"}
+
+
+def _row(case: dict, mode: str, threads: int, rec: dict | None, rss: dict | None) -> dict:
+    row = {k: case.get(k) for k in ROW_KEYS}
+    row.update(threads=mode, threads_used=None, status="error", runtime=None, load_s=None, latency=None,
+               throughput=None, notes=[], rss=rss, peak_rss_bytes=(rss or {}).get("peak_rss_bytes"))
+    if case.get("error"):
+        row["error"] = case["error"]
+    elif rec is None:
+        row["error"] = "not measured"
+    elif "error" in rec:
+        row["error"] = rec["error"]
+    else:
+        res = rec["result"]
+        row.update(status="ok", error=None, runtime=res.get("runtime"), load_s=res.get("load_s"),
+                   latency=res.get("latency"), throughput=res.get("throughput"),
+                   threads_used=res.get("threads_used", threads), notes=list(res.get("notes") or []))
+    if case.get("note") and case["note"] not in row["notes"]:
+        row["notes"].insert(0, case["note"])
+    return row
+
+
+def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budget | None = None,
+        formats: list[str] | None = None, baselines: bool = True, rss: bool = True,
+        log: Callable[[str], None] = print) -> dict:
+    """Benchmark every exported variant under ``dirs`` and return the bench.json document.
+
+    Args:
+        dirs: artifacts roots, example dirs or exports dirs.
+        threads: thread settings to run, each ``"1"`` or ``"all"`` (default both).
+        budget: timing budget (default ``Budget()``: >= 200 calls and >= 0.5 s per batch-1 figure).
+        formats: only these export formats (default None: all; baselines always run).
+        baselines: include Keras ``predict``/call and the SavedModel signature (default True).
+        rss: probe each case's peak RSS in a separate process (default True).
+        log: progress sink (default print).
+
+    Raises:
+        EdgekitError: bad input (no manifest, unreadable reference, bad thread setting).
+    """
+    t0 = time.perf_counter()
+    budget = budget or Budget()
+    counts = {m: thread_count(m) for m in threads}
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as td:
+        work = Path(td)
+        cases = plan.build([Path(d) for d in dirs], work, formats=formats, baselines=baselines)
+        runnable = [c for c in cases if not c.get("error")]
+        log(f"{len(cases)} cases ({len(cases) - len(runnable)} with a known error) in "
+            f"{len(dict.fromkeys(c['example'] for c in cases))} examples; threads {list(counts)}")
+        timed: dict[str, dict[str, dict]] = {}
+        for mode, n in counts.items():
+            log(f"timing with {n} thread(s) ({mode})")
+            timed[mode] = time_cases(runnable, n, budget, work, log)
+        probes: dict[str, dict] = {}
+        if rss:
+            log(f"probing peak RSS of {len(runnable)} cases ({RSS_JOBS} at a time)")
+            with ThreadPoolExecutor(max_workers=RSS_JOBS) as pool:
+                for c, res in zip(runnable, pool.map(lambda c: probe_rss(c, work), runnable), strict=True):
+                    probes[c["key"]] = res
+    rows = [_row(c, mode, n, timed[mode].get(c["key"]), probes.get(c["key"]))
+            for mode, n in counts.items() for c in cases]
+    return {"schema": SCHEMA, "edgekit_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": time.perf_counter() - t0,
+            "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "processor": platform.processor() or platform.machine(), "cpus": cpu_count(),
+                        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+            "settings": {"threads": list(counts), "thread_counts": counts, "budget": dataclasses.asdict(budget),
+                         "throughput_batch": THROUGHPUT_ROWS, "rss": rss, "rss_threads": 1,
+                         "dirs": [str(d) for d in dirs]},
+            "rows": rows, "checks": bchecks.evaluate(rows)}
+
+
+def write(doc: dict, path: Path) -> Path:
+    """Write bench.json atomically."""
+    write_json(Path(path), doc)
+    return Path(path)

@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+// edgekit bench: time a TF.js graph model inside Node, with no Python and no IPC in the loop.
+//
+//   node tfjs_raw.cjs SPEC.json            (NODE_PATH = js/node_modules)
+//
+// SPEC: {backend: "cpu"|"wasm", dir, inputs: [{name, dtype, x1: {shape, file, offset, nbytes},
+//        xn: {...}}], budget: {repeat, min_time, max_time, warmup, warmup_time, throughput_repeat},
+//        mode: "bench"|"rss"}
+// Prints one JSON line on stdout: {load_s, latency: {p50_ms, p99_ms, mean_ms, min_ms, calls},
+// throughput: {rows_per_s, batch_ms, calls, batch}, tfjs, backend, maxrss_kb}. The timed call is
+// what a Node app does per request: tensor from a typed array, executeAsync, data(), dispose.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+
+for (const level of ['log', 'info', 'warn', 'debug']) {
+  console[level] = (...args) => process.stderr.write(args.join(' ') + '\n');
+}
+
+const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const tf = require('@tensorflow/tfjs');
+const ARRAYS = {float32: Float32Array, int32: Int32Array};
+
+async function initBackend() {
+  if (spec.backend === 'wasm') {
+    const wasm = require('@tensorflow/tfjs-backend-wasm');
+    const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
+    wasm.setWasmPaths(dir + path.sep);
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);  // as edgekit's runner does
+  }
+  if (!(await tf.setBackend(spec.backend)) || tf.getBackend() !== spec.backend) {
+    throw new Error(`could not initialise the ${spec.backend} backend`);
+  }
+  await tf.ready();
+}
+
+async function loadModel(dir) {
+  const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+  const specs = [];
+  const buffers = [];
+  for (const group of json.weightsManifest || []) {
+    specs.push(...group.weights);
+    for (const p of group.paths) buffers.push(fs.readFileSync(path.join(dir, p)));
+  }
+  const all = Buffer.concat(buffers);
+  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
+  const model = await tf.loadGraphModel(tf.io.fromMemory({
+    modelTopology: json.modelTopology, weightSpecs: specs, weightData, format: json.format,
+    generatedBy: json.generatedBy, convertedBy: json.convertedBy, signature: json.signature,
+    userDefinedMetadata: json.userDefinedMetadata, modelInitializer: json.modelInitializer,
+    initializerSignature: json.initializerSignature,
+  }));
+  const outs = json.signature && json.signature.outputs ? Object.keys(json.signature.outputs).sort()
+    : model.outputs.map((o) => o.name);
+  return {model, outs};
+}
+
+function readArray(a, which) {
+  const d = a[which];
+  const buf = fs.readFileSync(d.file).subarray(d.offset, d.offset + d.nbytes);
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+  return {name: a.name, dtype: a.dtype, shape: d.shape, data: new ARRAYS[a.dtype](ab)};
+}
+
+function caller(model, outs, arrays) {
+  return async () => {
+    const feeds = {};
+    for (const a of arrays) feeds[a.name] = tf.tensor(a.data, a.shape, a.dtype);
+    let result = await model.executeAsync(feeds, outs);
+    if (!Array.isArray(result)) result = [result];
+    for (const t of result) { await t.data(); t.dispose(); }
+    for (const t of Object.values(feeds)) t.dispose();
+  };
+}
+
+function pct(sorted, q) {
+  const pos = (sorted.length - 1) * q / 100;
+  const lo = Math.floor(pos);
+  const hi = Math.min(lo + 1, sorted.length - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+async function sample(fn, repeat, minTime, maxTime) {
+  const out = [];
+  const start = process.hrtime.bigint();
+  for (;;) {
+    const t0 = process.hrtime.bigint();
+    await fn();
+    const t1 = process.hrtime.bigint();
+    out.push(Number(t1 - t0) * 1e-9);
+    const elapsed = Number(t1 - start) * 1e-9;
+    if (out.length >= 50000 || (out.length >= repeat && elapsed >= minTime)) break;
+    if (elapsed >= maxTime && out.length >= 5) break;
+  }
+  return out.sort((a, b) => a - b);
+}
+
+async function warm(fn, calls, seconds) {
+  for (let i = 0; i < Math.max(1, calls); i++) await fn();
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end) await fn();
+}
+
+async function main() {
+  await initBackend();
+  const b = spec.budget;
+  const t0 = process.hrtime.bigint();
+  const {model, outs} = await loadModel(spec.dir);
+  const loadS = Number(process.hrtime.bigint() - t0) * 1e-9;
+  const f1 = caller(model, outs, spec.inputs.map((a) => readArray(a, 'x1')));
+  const xn = spec.inputs.map((a) => readArray(a, 'xn'));
+  const fn = caller(model, outs, xn);
+  const rows = xn[0].shape[0];
+  const reply = {load_s: loadS, tfjs: tf.version.tfjs, backend: tf.getBackend(), node: process.version};
+  if (spec.mode === 'rss') {
+    for (let i = 0; i < 5; i++) await f1();
+    await fn();
+  } else {
+    await warm(f1, b.warmup, b.warmup_time);
+    const s = await sample(f1, b.repeat, b.min_time, b.max_time);
+    reply.latency = {p50_ms: pct(s, 50) * 1e3, p99_ms: pct(s, 99) * 1e3,
+      mean_ms: s.reduce((x, y) => x + y, 0) / s.length * 1e3, min_ms: s[0] * 1e3, calls: s.length};
+    await warm(fn, 2, b.warmup_time);
+    const t = await sample(fn, b.throughput_repeat, b.min_time / 2, b.max_time);
+    const med = pct(t, 50);
+    reply.throughput = {rows_per_s: med > 0 ? rows / med : null, batch_ms: med * 1e3, calls: t.length, batch: rows};
+  }
+  reply.maxrss_kb = process.resourceUsage().maxRSS;
+  process.stdout.write(JSON.stringify(reply) + '\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(String(err && err.stack || err) + '\n');
+  process.exit(1);
+});

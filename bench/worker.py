@@ -1,0 +1,83 @@
+"""``python -m bench.worker CASES.json OUT.jsonl --threads N --budget JSON``: time cases in one process.
+
+Started by :mod:`bench.run` once per thread setting, with BLAS/OpenMP/TensorFlow pinned to
+``N`` threads through the environment (:func:`bench.cases.thread_env`) before anything is
+imported. For each case it appends ``{"start": key}`` and then ``{"key", "result"}`` or
+``{"key", "error"}`` to OUT (flushed line by line), so a crash in a native runtime loses only
+the case in progress: the parent records it as an error and restarts the worker on the rest.
+Cases already finished in OUT are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 800 else text[:800] + "..."
+
+
+def done_keys(out: str) -> set[str]:
+    """Keys of the cases OUT already has a result or an error for."""
+    keys = set()
+    if os.path.exists(out):
+        with open(out) as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "key" in rec:
+                    keys.add(rec["key"])
+    return keys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.worker")
+    ap.add_argument("cases")
+    ap.add_argument("out")
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--budget", default="{}")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from bench import cases as bc
+    from bench.timing import Budget
+    from edgekit.errors import EdgekitError
+
+    budget = Budget(**json.loads(args.budget))
+    with open(args.cases) as fh:
+        todo = json.load(fh)
+    skip = done_keys(args.out)
+    with open(args.out, "a") as out:
+        def emit(rec: dict) -> None:
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+        for case in todo:
+            if case["key"] in skip:
+                continue
+            emit({"start": case["key"]})
+            try:
+                emit({"key": case["key"], "result": bc.measure(case, args.threads, budget)})
+            except EdgekitError as exc:
+                emit({"key": case["key"], "error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - any runtime failure becomes this case's error row
+                emit({"key": case["key"], "error": _one_line(exc)})
+    try:
+        from runtime.tfjs import close_servers
+
+        close_servers()
+    except ImportError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
