@@ -11,6 +11,8 @@ output name. Adapters implement only ``_load``, ``_predict_impl`` and ``_close``
         print(runner.runtime_name, runner.inputs, runner.outputs)
         out = runner.predict(x)          # x: float32 (N, F) array, or {"features": x}
         y = out["output_0"]
+        if not out.finite:               # NaN/Inf are computed, never hidden: see Prediction
+            print(out.nonfinite_inputs, out.nonfinite_outputs)
 
 Nothing here imports a heavy library; adapters import theirs inside ``_load``.
 """
@@ -57,6 +59,41 @@ class TensorInfo:
     def describe(self) -> str:
         dims = ", ".join("None" if d is None else str(d) for d in self.shape)
         return f"{self.name}: {self.dtype}[{dims}]"
+
+
+class Prediction(dict):
+    """What :meth:`Runner.predict` returns: ``{output name: array}`` (a plain dict) plus flags.
+
+    NaN/Inf inputs are not refused (a runtime computes whatever it computes with them), but
+    they are never silent either: some runtimes turn NaN into a finite number (TensorFlow's
+    and XNNPack's ``relu`` give ``max(NaN, 0) = 0``), so the output alone cannot tell.
+
+    Attributes:
+        nonfinite_inputs: ``{input name: number of NaN/Inf values}`` for each input holding
+            any (empty dict when every input value is finite).
+        nonfinite_outputs: the same for the outputs.
+    """
+
+    def __init__(self, outputs: Mapping[str, np.ndarray], nonfinite_inputs: Mapping[str, int] | None = None):
+        super().__init__(outputs)
+        self.nonfinite_inputs: dict[str, int] = dict(nonfinite_inputs or {})
+        self.nonfinite_outputs: dict[str, int] = {k: n for k, v in self.items() if (n := count_nonfinite(v))}
+
+    @property
+    def finite(self) -> bool:
+        """True when no input and no output holds NaN or Inf."""
+        return not self.nonfinite_inputs and not self.nonfinite_outputs
+
+
+def count_nonfinite(arr: np.ndarray, block: int = 1 << 20) -> int:
+    """Number of NaN/Inf values in ``arr`` (0 for integer arrays), counted in blocks of
+    ``block`` elements (default 2**20) so a huge batch needs no full-size temporary."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fc":
+        return 0
+    flat = arr.reshape(-1)
+    return sum(int(min(block, flat.size - i) - np.count_nonzero(np.isfinite(flat[i:i + block])))
+               for i in range(0, flat.size, block))
 
 
 class Runner(abc.ABC):
@@ -152,8 +189,11 @@ class Runner(abc.ABC):
 
     # ----------------------------------------------------------------- inference
     def predict(self, inputs: np.ndarray | Mapping[str, np.ndarray],
-                batch_size: int | None = None) -> dict[str, np.ndarray]:
-        """Run the model on a batch and return ``{output name: array}``.
+                batch_size: int | None = None) -> Prediction:
+        """Run the model on a batch and return ``{output name: array}`` (a :class:`Prediction`).
+
+        NaN/Inf inputs are computed, and counted in ``result.nonfinite_inputs`` (NaN/Inf
+        outputs in ``result.nonfinite_outputs``; ``result.finite`` is False if there are any).
 
         Args:
             inputs: one array (only for single-input models) or a dict keyed by input name.
@@ -178,14 +218,15 @@ class Runner(abc.ABC):
         if self.max_batch:
             chunk = min(chunk, self.max_batch)
         n = next(iter(feeds.values())).shape[0]
+        flags = {k: c for k, v in feeds.items() if (c := count_nonfinite(v))}
         if n <= chunk:
-            return self._run(feeds)
+            return Prediction(self._run(feeds), flags)
         parts: dict[str, list[np.ndarray]] = {o.name: [] for o in self.outputs}
         for start in range(0, n, chunk):
             out = self._run({k: v[start:start + chunk] for k, v in feeds.items()})
             for k, v in out.items():
                 parts[k].append(v)
-        return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+        return Prediction({k: np.concatenate(v, axis=0) for k, v in parts.items()}, flags)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = next(iter(feeds.values())).shape[0]

@@ -26,6 +26,9 @@ def register(subparsers) -> None:
                    help="where to write report.md (default: DIR/report.md, first DIR)")
     v.add_argument("--formats", nargs="+", choices=FORMATS, default=None, metavar="FORMAT",
                    help=f"only these formats (default: all of {', '.join(FORMATS)})")
+    v.add_argument("--tolerance", type=Path, default=None, metavar="FILE",
+                   help='JSON overrides of the tolerance policy, e.g. {"tflite/fp16": {"*": {"atol": 0.02}}} '
+                        "(default: the built-in policy, runtime/tolerance.py)")
     v.add_argument("--jobs", type=int, default=2, help="files verified concurrently (default 2)")
     v.set_defaults(func=_verify)
 
@@ -43,13 +46,14 @@ def register(subparsers) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from edgekit.errors import UsageError
     from runtime.report import format_table, summary_line, write_reports
-    from runtime.verify import preload_coremltools_without_tf, verify
+    from runtime.tolerance import load_overrides
+    from runtime.verify import verify
 
+    overrides = load_overrides(args.tolerance) if args.tolerance else None
     if args.jobs < 1:
         raise UsageError("--jobs must be >= 1", got=args.jobs, expected=">= 1")
-    if args.formats is None or "coreml" in args.formats:
-        preload_coremltools_without_tf()  # this process only verifies: skip coremltools' TF import
-    result = verify(args.dirs, formats=args.formats, jobs=args.jobs)
+    # this process only verifies: coremltools may skip its TensorFlow import (light_coreml)
+    result = verify(args.dirs, formats=args.formats, overrides=overrides, jobs=args.jobs, light_coreml=True)
     first = args.dirs[0]
     json_path = args.json or first / "report.json"
     md_path = args.md or first / "report.md"
@@ -62,7 +66,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from runtime.report import format_table, load_reports, summary_line, write_html, write_reports
-    from runtime.verify import find_manifests, preload_coremltools_without_tf, verify
+    from runtime.verify import find_manifests, verify
 
     root = args.dir
     json_path = root / "report.json"
@@ -71,8 +75,7 @@ def _report(args: argparse.Namespace) -> int:
         m.stat().st_mtime > json_path.stat().st_mtime for m in manifests)
     if stale:
         print(f"{json_path} missing or older than the exports: running verify first")
-        preload_coremltools_without_tf()
-        result = verify([root])
+        result = verify([root], light_coreml=True)
         rows, parity = result.rows, result.parity
         write_reports(rows, parity, json_path, root / "report.md", result.seconds)
         print(format_table(rows))

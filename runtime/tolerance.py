@@ -154,6 +154,40 @@ def tolerances_for(fmt: str, precision: str, outputs: list[str],
     return result
 
 
+def load_overrides(path) -> dict:
+    """Read tolerance overrides from JSON: ``{"format/precision": {"output" or "*": {field: value}}}``.
+
+    ``"*"`` (or ``""``) is the default for every output of that variant, e.g.
+    ``{"tflite/fp16": {"*": {"atol": 0.02}, "logits": {"rtol": 0.01}}}``.
+
+    Raises:
+        InputError: unreadable file, bad JSON or bad layout; UsageError: unknown field or value.
+    """
+    import json
+    from pathlib import Path
+
+    from edgekit.errors import InputError
+
+    layout = '{"format/precision": {"output or *": {"atol": ..., "rtol": ..., "max_metric_drop": ...}}}'
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError("cannot read the tolerance file", got=f"{path}: {exc}", expected=layout) from exc
+    if not isinstance(data, dict):
+        raise InputError("tolerance file must hold a JSON object", got=type(data).__name__, expected=layout)
+    result: dict = {}
+    for key, outputs in data.items():
+        fmt, sep, precision = str(key).partition("/")
+        if not sep or not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
+            raise InputError("bad entry in the tolerance file", got=key, expected=layout)
+        lookup(fmt, precision)  # refuses unknown variants
+        entry = {("" if o == "*" else o): dict(v) for o, v in outputs.items()}
+        for o in entry:
+            lookup(fmt, precision, o, overrides={(fmt, precision): entry})  # validates fields now
+        result[(fmt, precision)] = entry
+    return result
+
+
 def table() -> list[dict]:
     """The policy as rows (format, precision, output, atol, rtol, max_metric_drop), for docs."""
     return [{"format": f, "precision": p, "output": o or "*", "atol": t.atol, "rtol": t.rtol,

@@ -234,15 +234,21 @@ def preload_coremltools_without_tf() -> bool:
         return False
     if importlib.util.find_spec("coremltools") is None:
         return False
+    import logging
+
     hidden = [m for m in ("tensorflow", "torch") if m not in sys.modules]
     for m in hidden:
         sys.modules[m] = None  # type: ignore[assignment]  # makes `import m` raise ImportError
+    log = logging.getLogger("coremltools")
+    level = log.level
+    log.setLevel(logging.ERROR)  # "Failed to load _MLModelProxy" x8: expected off macOS
     try:
         import coremltools  # noqa: F401
         from coremltools.converters.mil.frontend.milproto import load  # noqa: F401
     except Exception:  # noqa: BLE001 - the adapter reports a broken coremltools itself
         return False
     finally:
+        log.setLevel(level)
         for m in hidden:
             sys.modules.pop(m, None)
     return True
@@ -423,7 +429,7 @@ def _run_all(tasks: list, overrides: Overrides | None, jobs: int) -> list:
 
 
 def verify(dirs: list[Path], formats: list[str] | None = None, overrides: Overrides | None = None,
-           jobs: int = 2) -> VerifyResult:
+           jobs: int = 2, light_coreml: bool = False) -> VerifyResult:
     """Verify every exported file under ``dirs`` against its Keras reference.
 
     Args:
@@ -431,6 +437,8 @@ def verify(dirs: list[Path], formats: list[str] | None = None, overrides: Overri
         formats: only these formats (default None: all).
         overrides: tolerance overrides, see :func:`runtime.tolerance.lookup` (default none).
         jobs: files verified concurrently (default 2; runtimes run outside the GIL).
+        light_coreml: import coremltools with TensorFlow hidden before the Core ML rows
+            (default False; see :func:`preload_coremltools_without_tf`, for CLI processes).
 
     Returns:
         A :class:`VerifyResult`; rows are ordered by example, then manifest order.
@@ -465,6 +473,8 @@ def verify(dirs: list[Path], formats: list[str] | None = None, overrides: Overri
         fail_rows[ti] = [_row(t, f.get("format", "?"), f.get("precision", "?"), "-", "error",
                               message=f"conversion failed: {f.get('error', '')}")
                          for f in t.manifest.failures if not formats or f.get("format") in formats]
+    if light_coreml and any(a[2].format == "coreml" for a in tasks):
+        preload_coremltools_without_tf()
     done = _run_all(tasks, overrides, jobs)
     rows: list[dict] = []
     parity: dict[str, np.ndarray] = {}

@@ -197,3 +197,33 @@ def test_python_m_runtime_runs_without_tensorflow(tmp_path):
     p = subprocess.run([sys.executable, "-m", "runtime", "verify", str(tmp_path / "missing")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.startswith("python -m runtime: error: directory not found")
+
+
+def test_tolerance_file_overrides_the_policy(tmp_path, capsys):
+    w, b = weights()
+    ex = make_example(tmp_path, variants={"fp32": (w * 1.01, b)})
+    assert _run(["verify", str(ex)], capsys)[0] == 1
+    tol = tmp_path / "tol.json"
+    tol.write_text(json.dumps({"onnx/fp32": {"*": {"atol": 0.5}}}))
+    code, out, err = _run(["verify", str(ex), "--tolerance", str(tol)], capsys)
+    assert code == 0, out + err
+    assert json.loads((ex / "report.json").read_text())[0]["atol"] == 0.5
+    for bad, match in [("{", "cannot read the tolerance file"),
+                       ('{"onnx": {}}', "bad entry in the tolerance file"),
+                       ('{"onnx/fp8": {"*": {}}}', "no tolerance policy"),
+                       ('{"onnx/fp32": {"*": {"atl": 1}}}', "unknown tolerance field")]:
+        tol.write_text(bad)
+        code, out, err = _run(["verify", str(ex), "--tolerance", str(tol)], capsys)
+        assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+
+
+def test_foreign_export_uses_the_golden_file_next_to_the_manifest(tmp_path):
+    ex = make_example(tmp_path)
+    (ex / "reference.npz").rename(ex / "exports" / "reference.npz")
+    (ex / "example.json").unlink()
+    rows = verify([ex / "exports"]).rows
+    assert [r["status"] for r in rows] == ["pass"]
+    assert rows[0]["metric_keras"] is None  # no labels for a foreign model
+    (ex / "exports" / "reference.npz").unlink()
+    with pytest.raises(InputError, match="reference.npz is missing and the source SavedModel is not found"):
+        verify([ex / "exports"])
