@@ -113,10 +113,21 @@ def check_rows(rows: object) -> list[dict]:
     return rows
 
 
+def strict_json(value):
+    """``value`` with NaN/Inf floats replaced by None, so report.json stays strict JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_reports(rows: list[dict], parity: dict[str, np.ndarray], json_path: Path, md_path: Path,
                   seconds: float | None = None) -> None:
     """Write report.json, parity.npz (beside report.json) and report.md, each atomically."""
-    write_json(json_path, check_rows(rows))
+    write_json(json_path, strict_json(check_rows(rows)))
     with atomic_file(Path(json_path).parent / PARITY_NAME, "wb") as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **parity)

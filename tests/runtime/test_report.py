@@ -131,3 +131,18 @@ def test_scatter_svg_maps_points_inside_the_frame():
     assert s[0] == pytest.approx(s[2]) and s[1] < s[0]  # the raised point sits above the diagonal
     assert "t &lt;&amp;&gt;" in svg
     ET.fromstring(scatter_svg(np.array([np.nan, 1.0]), np.array([1.0, 1.0]), "const"))
+
+
+def test_report_json_is_strict_json_even_with_infinite_errors(tmp_path):
+    from runtime.report import write_reports
+
+    row = dict.fromkeys(REQUIRED_KEYS, None) | {"example": "e", "format": "onnx", "precision": "fp32",
+                                                "runtime": "r", "status": "fail", "max_rel_err": float("inf"),
+                                                "outputs": [{"max_abs_err": float("nan")}]}
+    write_reports([row], {}, tmp_path / "report.json", tmp_path / "report.md")
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    rows = json.loads((tmp_path / "report.json").read_text(), parse_constant=refuse)
+    assert rows[0]["max_rel_err"] is None and rows[0]["outputs"][0]["max_abs_err"] is None
