@@ -57,6 +57,7 @@ def _fp32_model(source, opset: int):
 
     model, _ = tf2onnx.convert.from_function(_Signature(), input_signature=[], opset=opset)
     graph = model.graph
+    _captured_to_initializers(graph, source)
     names_in = [i.name for i in graph.input]
     for n in source.input_names:  # tf2onnx names inputs after the signature already
         if n not in names_in:
@@ -75,6 +76,24 @@ def _fp32_model(source, opset: int):
     onnx.checker.check_model(model)
     source.cache[key] = model
     return model
+
+
+def _captured_to_initializers(graph, source) -> None:
+    """Turn captured constants into initializers (tf2onnx makes them graph inputs).
+
+    Keras' ``Normalization(mean=..., variance=...)`` captures its statistics as eager
+    constants; ``from_function`` lists every non-resource placeholder of the concrete
+    function as an input, so the model wanted ``unknown:0``... fed by the caller.
+    """
+    from onnx import numpy_helper
+
+    fn = source.function
+    n_args = len(fn.inputs) - len(fn.captured_inputs)
+    consts = {t.name: c for t, c in zip(fn.inputs[n_args:], fn.captured_inputs, strict=True)
+              if t.dtype.name != "resource"}
+    for v in [v for v in graph.input if v.name in consts]:
+        graph.initializer.append(numpy_helper.from_array(consts[v.name].numpy(), v.name))
+        graph.input.remove(v)
 
 
 def _set_metadata(model, meta: dict) -> None:
@@ -137,6 +156,9 @@ class ONNXExporter(Exporter):
         missing = (set(source.input_names) - set(ins)) | (set(source.output_names) - set(outs))
         if missing:
             raise ValueError(f"ONNX model lacks inputs/outputs {sorted(missing)}")
+        extra = set(ins) - set(source.input_names)
+        if extra:
+            raise ValueError(f"ONNX model has inputs the signature does not: {sorted(extra)}")
         return Produced(path=path, inputs=[ins[n] for n in source.input_names],
                         outputs=[outs[n] for n in source.output_names], quantization=quant,
                         embedded_metadata=meta, extra={"opset": options.opset})
