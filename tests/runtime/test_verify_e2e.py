@@ -36,10 +36,10 @@ def _have_node() -> bool:
 
 
 HAVE_NODE = _have_node()
-# Known defects of other parts, kept visible: strict, so a fix makes these tests fail until
-# the marker is removed.
-KNOWN = {("regression_mlp", "onnx"): "export bug: tf2onnx turns the scaler's variables into extra "
-                                     "graph inputs ('unknown:0'), so onnxruntime cannot be fed"}
+# Known defects of other parts, kept visible: {(example, format): reason}, marked strict xfail so
+# a fix makes the test fail until the entry is removed. (Empty: the ONNX regression exports,
+# fed 'unknown:0' inputs before export commit 0d95f17, now pass.)
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _cases():
