@@ -40,12 +40,32 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
+def _owner_alive(entry: Path) -> bool:
+    """True if the process whose pid is embedded in a ``.tmp-<name>-<pid>-...`` name still runs."""
+    for part in entry.name[len(TMP_PREFIX):].split("-"):
+        if part.startswith("p") and part[1:].isdigit():
+            try:
+                os.kill(int(part[1:]), 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+    return False
+
+
 def clean_stale_tmp(parent: Path) -> None:
-    """Remove leftovers of interrupted runs (``.tmp-*`` entries) in ``parent``."""
+    """Remove leftovers of interrupted runs (``.tmp-*`` entries) in ``parent``.
+
+    Entries belonging to a process that is still running (its pid is part of the
+    name) are left alone: two runs may share an output directory.
+    """
     parent = Path(parent)
     if not parent.is_dir():
         return
     for entry in parent.glob(TMP_PREFIX + "*"):
+        if _owner_alive(entry):
+            continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
@@ -67,7 +87,7 @@ def atomic_dir(final: Path, overwrite: bool = True) -> Iterator[Path]:
     if final.exists() and not overwrite and any(final.iterdir()):
         raise OutputError("output directory is occupied", got=str(final),
                           expected="an empty or new directory (or pass --force)")
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-p{os.getpid()}-", dir=parent))
     try:
         yield tmp
     except BaseException:
@@ -75,7 +95,8 @@ def atomic_dir(final: Path, overwrite: bool = True) -> Iterator[Path]:
         raise
     old = None
     if final.exists():
-        old = parent / f"{TMP_PREFIX}old-{final.name}-{os.getpid()}"
+        old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-{final.name}-p{os.getpid()}-", dir=parent))
+        old.rmdir()
         os.replace(final, old)
     os.replace(tmp, final)
     if old is not None:
@@ -87,7 +108,7 @@ def atomic_file(final: Path, mode: str = "w") -> Iterator[Path]:
     """Yield a temporary path in the same directory; rename it over ``final`` on success."""
     final = Path(final)
     parent = ensure_writable_dir(final.parent)
-    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=parent)
+    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{final.name}-p{os.getpid()}-", dir=parent)
     os.close(fd)
     tmp = Path(name)
     try:
