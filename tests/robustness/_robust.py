@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -21,13 +22,21 @@ def run_cli(argv: list, runtime: bool = False, timeout: float = 300) -> subproce
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under ``root`` with its kind, size and mtime: equal snapshots = nothing written."""
+    """Every path under ``root`` with its kind and content digest: equal snapshots = nothing
+    written (no new, removed or changed file, no leftover temporary).
+
+    Contents, not mtimes: coremltools' ``ModelPackage`` rewrites an ``.mlpackage``'s
+    ``Manifest.json`` with identical bytes whenever it opens one (even read-only use).
+    """
     root = Path(root)
     snap = {}
     for p in sorted(root.rglob("*")):
-        st = p.lstat()
-        kind = "link" if p.is_symlink() else "dir" if p.is_dir() else "file"
-        snap[p.relative_to(root).as_posix()] = (kind, 0 if kind == "dir" else st.st_size, st.st_mtime_ns)
+        if p.is_symlink():
+            snap[p.relative_to(root).as_posix()] = ("link", str(p.readlink()))
+        elif p.is_dir():
+            snap[p.relative_to(root).as_posix()] = ("dir",)
+        else:
+            snap[p.relative_to(root).as_posix()] = ("file", hashlib.sha256(p.read_bytes()).hexdigest())
     return snap
 
 
