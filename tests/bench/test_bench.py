@@ -1,0 +1,216 @@
+"""``edgekit bench`` end to end on one quick-trained, really exported example (no timing assertions).
+
+One module-scoped run: a copy of the quick ``and_gate`` example exported to every format at
+fp32 plus TFLite full-integer int8; the ONNX file replaced by garbage with a matching
+checksum (a variant that fails to load); ``report.json`` from a real ``verify`` of the TFLite
+files only (so those rows carry a parity status and the others say ``unknown``). Then
+``edgekit bench DIR --threads 1 --repeat 3`` in a subprocess, and the bench.json it writes is
+checked: schema, one row per manifest variant (TF.js per backend), raw-call rows, baselines,
+the error row, RSS, parity, checks, the stdout table and the report.html section.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HAVE_NODE = shutil.which("node") is not None and (REPO / "js" / "node_modules" / "@tensorflow" / "tfjs").is_dir()
+EXAMPLE = "and_gate"
+ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "threads", "threads_used",
+            "status", "error", "runtime", "load_s", "latency", "throughput", "size_bytes", "path",
+            "peak_rss_bytes", "rss", "parity", "notes")
+
+
+def _edgekit(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def art(quick_example, tmp_path_factory) -> Path:
+    from export.api import export_model
+    from runtime.report import write_reports
+    from runtime.verify import verify
+
+    root = tmp_path_factory.mktemp("bench")
+    dst = root / EXAMPLE
+    shutil.copytree(quick_example(EXAMPLE), dst)
+    shutil.rmtree(dst / "exports", ignore_errors=True)
+    export_model(dst, precisions=["fp32", "int8"])
+    # the ONNX fp32 file becomes garbage whose checksum the manifest agrees with: it fails to load
+    man_path = dst / "exports" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    onnx = next(a for a in man["artifacts"] if a["format"] == "onnx")
+    bad = dst / "exports" / onnx["path"]
+    bad.write_bytes(b"not an onnx model" * 10)
+    onnx["sha256"] = hashlib.sha256(bad.read_bytes()).hexdigest()
+    onnx["size_bytes"] = bad.stat().st_size
+    man_path.write_text(json.dumps(man))
+    res = verify([root], formats=["tflite"])  # after the manifest edit: an older report would be stale
+    write_reports(res.rows, res.parity, root / "report.json", root / "report.md", res.seconds)
+    return root
+
+
+@pytest.fixture(scope="module")
+def benched(art) -> tuple[subprocess.CompletedProcess, dict, list[dict]]:
+    out = art / "out" / "bench.json"
+    r = _edgekit("bench", str(art), "--threads", "1", "--repeat", "3", "--min-time", "0", "--max-time", "5",
+                 "--out", str(out))
+    assert out.is_file(), r.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    man = json.loads((art / EXAMPLE / "exports" / "manifest.json").read_text())
+    return r, doc, man["artifacts"]
+
+
+def test_bench_json_is_well_formed(benched):
+    r, doc, _ = benched
+    assert r.returncode == 1, "a failing row must make the exit code 1"
+    assert doc["schema"] == "edgekit.bench/1"
+    assert doc["settings"]["threads"] == ["1"] and doc["settings"]["thread_counts"] == {"1": 1}
+    assert doc["settings"]["throughput_batch"] == 1024
+    for row in doc["rows"]:
+        assert set(ROW_KEYS) <= set(row), sorted(set(ROW_KEYS) - set(row))
+        assert row["example"] == EXAMPLE and row["threads"] == "1"
+        assert row["status"] in ("ok", "error")
+        if row["status"] == "ok":
+            lat, thr = row["latency"], row["throughput"]
+            assert 0 < lat["p50_ms"] <= lat["p99_ms"] and lat["calls"] >= 3, row
+            assert thr["rows_per_s"] > 0 and thr["batch"] == 1024, row
+            assert row["load_s"] >= 0 and row["size_bytes"] > 0 and row["runtime"], row
+            assert row["peak_rss_bytes"] and row["peak_rss_bytes"] > 10 * 2**20, row
+        else:
+            assert row["error"], row
+
+
+def test_every_manifest_variant_has_adapter_and_raw_rows(benched):
+    _, doc, artifacts = benched
+    rows = {(r["format"], r["precision"], r["backend"], r["kind"]): r for r in doc["rows"]}
+    assert artifacts, "the export produced no artifacts"
+    for a in artifacts:
+        for backend in (("cpu", "wasm") if a["format"] == "tfjs" else (None,)):
+            key = (a["format"], a["precision"], backend)
+            assert key + ("adapter",) in rows, f"no adapter row for {key}"
+            if a["format"] in ("tflite", "onnx", "tfjs"):
+                assert key + ("raw",) in rows, f"no raw-call row for {key}"
+            else:
+                assert key + ("raw",) not in rows
+    coreml = [r for r in doc["rows"] if r["format"] == "coreml"]
+    assert coreml and all("reference evaluator" in " ".join(r["notes"]) for r in coreml)
+    assert len(doc["rows"]) == 3 + sum(r["kind"] != "baseline" for r in doc["rows"])
+
+
+def test_baselines_are_measured(benched):
+    _, doc, _ = benched
+    base = {r["runner"]: r for r in doc["rows"] if r["kind"] == "baseline"}
+    assert set(base) == {"keras.predict", "keras.call", "savedmodel.signature"}
+    for r in base.values():
+        assert r["status"] == "ok", r["error"]
+        assert r["parity"]["status"] == "reference"
+    assert "model.predict" in base["keras.predict"]["runtime"]
+
+
+def test_rows_that_run_are_ok_and_tfjs_covers_both_backends(benched):
+    _, doc, _ = benched
+    for r in doc["rows"]:
+        if r["format"] in ("tflite", "coreml") or (r["format"] == "tfjs" and HAVE_NODE):
+            assert r["status"] == "ok", f"{r['format']} {r['precision']} {r['kind']}: {r['error']}"
+    tfjs = {(r["backend"], r["kind"]) for r in doc["rows"] if r["format"] == "tfjs"}
+    assert tfjs == {("cpu", "adapter"), ("cpu", "raw"), ("wasm", "adapter"), ("wasm", "raw")}
+
+
+def test_a_variant_that_fails_to_load_gets_error_rows_and_the_others_run(benched):
+    r, doc, _ = benched
+    onnx = [row for row in doc["rows"] if row["format"] == "onnx"]
+    assert {row["kind"] for row in onnx} == {"adapter", "raw"}
+    for row in onnx:
+        assert row["status"] == "error" and row["latency"] is None
+        assert row["error"], row
+    assert sum(row["status"] == "ok" for row in doc["rows"]) >= len(doc["rows"]) - 2
+    assert "-> error" in r.stdout
+
+
+def test_parity_comes_from_the_verify_report(benched):
+    _, doc, _ = benched
+    for r in doc["rows"]:
+        p = r["parity"]
+        if r["format"] == "tflite":
+            assert p["status"] in ("pass", "fail") and p["max_abs_err"] is not None, p
+            assert p["metric"] == "accuracy" and p["metric_format"] is not None, p
+        elif r["format"] in ("tfjs", "coreml"):
+            assert p["status"] == "unknown", p
+
+
+def test_checks_and_stdout_table(benched):
+    r, doc, _ = benched
+    kinds = {c["check"] for c in doc["checks"]}
+    assert "speedup" in kinds and "overhead_b1" in kinds and "overhead_bN" in kinds
+    speed = next(c for c in doc["checks"] if c["check"] == "speedup")
+    assert speed["value"] > 0 and speed["met"] in (True, False)
+    for head in ("p50 ms", "p99 ms", "rows/s @1024", "peak RSS", "parity", "keras.predict", "tflite raw"):
+        assert head in r.stdout
+    assert "targets (reported, not enforced)" in r.stdout
+
+
+def test_report_section(benched, art, tmp_path):
+    from bench.html import section_for
+
+    shutil.copy(art / "out" / "bench.json", tmp_path / "bench.json")
+    html = section_for(tmp_path)
+    assert html.count("<svg") == 2 and f"id='bench-{EXAMPLE}'" in html and "iPhone" in html
+    assert section_for(tmp_path / "nowhere") == ""
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    r = _edgekit("bench", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = _edgekit("bench", str(tmp_path), "--repeat", "0")
+    assert r.returncode == 2 and "--repeat" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bench.json").exists()
+
+
+def test_cli_module_is_light():
+    code = ("import sys, bench.cli\n"
+            "print(sorted(m for m in ('numpy', 'tensorflow', 'onnxruntime') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.stdout.strip() == "[]", r.stderr
+
+
+def test_both_thread_settings_get_rows(art, tmp_path):
+    out = tmp_path / "bench.json"
+    r = _edgekit("bench", str(art / EXAMPLE), "--threads", "both", "--repeat", "2", "--min-time", "0",
+                 "--formats", "tflite", "--no-baselines", "--no-rss", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["threads"] == ["1", "all"]
+    by_mode = {m: [x for x in doc["rows"] if x["threads"] == m] for m in ("1", "all")}
+    assert len(by_mode["1"]) == len(by_mode["all"]) > 0
+    assert all(x["format"] == "tflite" and x["status"] == "ok" for x in doc["rows"])
+    assert {x["threads_used"] for x in by_mode["all"]} == {doc["settings"]["thread_counts"]["all"]}
+    assert all(x["peak_rss_bytes"] is None for x in doc["rows"])
+
+
+def test_a_report_older_than_the_manifest_gives_unknown_parity(tmp_path):
+    from bench.plan import ParityIndex
+
+    ex = tmp_path / "ex"
+    (ex / "exports").mkdir(parents=True)
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps([{"example": "ex", "format": "tflite", "precision": "fp32", "status": "pass"}]))
+
+    class Man:
+        root = ex / "exports"
+
+    idx = ParityIndex()
+    idx.add_reports(Man, [tmp_path])
+    mtime = report.stat().st_mtime
+    assert idx.lookup("ex", "tflite", "fp32", None, mtime - 1)["status"] == "pass"
+    stale = idx.lookup("ex", "tflite", "fp32", None, mtime + 1)
+    assert stale["status"] == "unknown" and "older" in stale["note"]
+    assert idx.lookup("ex", "onnx", "fp32", None, 0)["status"] == "unknown"
