@@ -55,22 +55,33 @@ def _cases():
                 yield pytest.param(ex, fmt, prec.value, backend, id=ident, marks=marks)
 
 
-@pytest.fixture(scope="module")
-def exported(quick_example, tmp_path_factory):
-    from export.api import export_model
+@pytest.fixture(scope="session")
+def exported(quick_example, shared_dir):
+    """The quick examples copied and exported once per run (file lock: xdist workers share it).
 
-    root = tmp_path_factory.mktemp("e2e")
-    for name in EXAMPLES:
-        dst = root / name
-        shutil.copytree(quick_example(name), dst)
-        shutil.rmtree(dst / "exports", ignore_errors=True)
-        export_model(dst)
+    Read-only for tests: copy an example before changing it.
+    """
+    import fcntl
+
+    root = shared_dir / "verify-e2e"
+    with open(shared_dir / "verify-e2e.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            from export.api import export_model
+
+            shutil.rmtree(root, ignore_errors=True)
+            for name in EXAMPLES:
+                dst = root / name
+                shutil.copytree(quick_example(name), dst)
+                shutil.rmtree(dst / "exports", ignore_errors=True)
+                export_model(dst)
+            (root / "done").write_text("ok")
     return root
 
 
 @pytest.fixture(scope="module")
 def verified(exported):
-    res = verify([exported])
+    res = verify(sorted(p for p in exported.iterdir() if p.is_dir()))
     return {(r["example"], r["format"], r["precision"], r.get("backend")): r for r in res.rows}, res
 
 
