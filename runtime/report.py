@@ -80,6 +80,27 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+POLICY_HEADER = ("format", "precision", "atol (× max(1, peak Keras output))", "rtol", "max metric drop", "rows judged")
+
+
+def policy_cells(rows: list[dict]) -> list[list[str]]:
+    """The tolerance policy entries (default output) of the variants present in ``rows``."""
+    from edgekit.errors import UsageError
+    from runtime.tolerance import lookup
+
+    out = []
+    for fmt, prec in dict.fromkeys((r["format"], r["precision"]) for r in rows):
+        try:
+            t = lookup(fmt, prec)
+        except UsageError:
+            continue
+        drop = "-" if t.max_metric_drop is None else f"{t.max_metric_drop:g}"
+        scope = "inside the calibrated range" if t.calibrated_range_only else "all"
+        atol = f"{t.atol:g}" + ("" if t.atol_scale == "peak" else " (absolute)")
+        out.append([fmt, prec, atol, f"{t.rtol:g}", drop, scope])
+    return out
+
+
 def format_markdown(rows: list[dict], seconds: float | None = None) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|").replace("\n", " ")
@@ -92,6 +113,11 @@ def format_markdown(rows: list[dict], seconds: float | None = None) -> str:
         out += ["", "## Failures", ""]
         out += [f"- {r['example']} {r['format']} {r['precision']} ({r.get('runtime') or '-'}): "
                 f"{r['status']}: {esc(r.get('message') or '')}" for r in bad]
+    pol = policy_cells(rows)
+    if pol:
+        out += ["", "## Tolerance policy (runtime/tolerance.py)", "",
+                "| " + " | ".join(POLICY_HEADER) + " |", "|" + "---|" * len(POLICY_HEADER)]
+        out += ["| " + " | ".join(c) + " |" for c in pol]
     return "\n".join(out) + "\n"
 
 
@@ -230,6 +256,12 @@ def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> 
         parts.append(f"<tr class='{html.escape(r['status'])}'>{tds}"
                      f"<td class='msg'>{html.escape(r.get('message') or '')}</td></tr>")
     parts.append("</table>")
+    pol = policy_cells(rows)
+    if pol:
+        parts.append("<h3>Tolerance policy</h3><table><tr>"
+                     + "".join(f"<th>{html.escape(h)}</th>" for h in POLICY_HEADER) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in pol]
+        parts.append("</table>")
     examples = list(dict.fromkeys(r["example"] for r in rows))
     parts.insert(4, "<nav>Examples: " + "".join(f"<a href='#{html.escape(e)}'>{html.escape(e)}</a>"
                                              for e in examples) + "</nav>")
