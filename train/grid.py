@@ -92,6 +92,14 @@ def _wrapper_class():
             self.history_ = dict(hist.history)
             self.epochs_run_ = hist.epochs_run
 
+        def _predict_raw(self, X, **kwargs):
+            """A direct model call: ``model.predict`` would trace a new predict function per fit."""
+            if not self.initialized_:
+                return super()._predict_raw(X, **kwargs)  # raises NotFittedError
+            X, _ = self._validate_data(X=X, y=None)
+            X = self.feature_encoder_.transform(X)
+            return np.asarray(self.model_(np.asarray(X, np.float32), training=False))
+
     return FastKerasRegressor
 
 
