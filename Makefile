@@ -22,7 +22,11 @@ setup: $(VENV)/.stamp js/node_modules/.stamp chromium
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; expected Python 3.11 on PATH" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all]'
+	# constraints.txt is a full lock (pip freeze): install exactly it, then the project itself,
+	# then let pip confirm the set is consistent.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip check
 	touch $@
 
 js/node_modules/.stamp: js/package.json js/package-lock.json
