@@ -9,10 +9,10 @@ EDGEKIT := $(VENV)/bin/edgekit
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
 
-.PHONY: all setup chromium test test-all train export verify report pipeline bench lint clean help
+.PHONY: all setup chromium test test-all train export verify report pipeline serve-web bench lint clean help
 
 help:
-	@echo "make all | setup | test | test-all | train | export | verify | report | bench | lint | clean"
+	@echo "make all | setup | test | test-all | train | export | verify | report | serve-web | bench | lint | clean"
 
 all: setup train pipeline
 
@@ -66,9 +66,13 @@ report: setup
 pipeline: setup
 	@rc=0; \
 	$(EDGEKIT) export $(ARTIFACTS) || rc=1; \
-	$(EDGEKIT) verify $(ARTIFACTS) || rc=1; \
+	if command -v chromium >/dev/null; then browser=--browser; else browser=; echo "no chromium: skipping the browser rows"; fi; \
+	$(EDGEKIT) verify $(ARTIFACTS) $$browser || rc=1; \
 	$(EDGEKIT) report $(ARTIFACTS) || rc=1; \
 	echo "parity report: $(ARTIFACTS)/report.md, $(ARTIFACTS)/report.html"; exit $$rc
+
+serve-web: setup
+	$(EDGEKIT) serve-web --artifacts $(ARTIFACTS)
 
 bench: setup
 	$(PY) benchmarks/bench_train.py
