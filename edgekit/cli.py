@@ -19,8 +19,7 @@ from edgekit.errors import EdgekitError
 
 # Modules that contribute subcommands, in help order. A module that is not
 # there yet (a later issue) is simply skipped.
-COMMAND_MODULES = ("train.cli", "export.cli", "runtime.cli", "edgekit.report_cli",
-                   "bench.cli", "edgekit.web_cli")
+COMMAND_MODULES = ("train.cli", "export.cli", "runtime.cli", "bench.cli", "edgekit.web_cli")
 
 
 class _Parser(argparse.ArgumentParser):

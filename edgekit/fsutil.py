@@ -20,6 +20,12 @@ from edgekit.errors import OutputError
 TMP_PREFIX = ".tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def ensure_writable_dir(path: Path) -> Path:
     """Create ``path`` (and parents) if needed and check it can be written.
 
@@ -88,6 +94,7 @@ def atomic_dir(final: Path, overwrite: bool = True) -> Iterator[Path]:
         raise OutputError("output directory is occupied", got=str(final),
                           expected="an empty or new directory (or pass --force)")
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-p{os.getpid()}-", dir=parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the finished dir gets the usual permissions
     try:
         yield tmp
     except BaseException:
@@ -111,6 +118,7 @@ def atomic_file(final: Path, mode: str = "w") -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{final.name}-p{os.getpid()}-", dir=parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual permissions
     try:
         yield tmp
         os.replace(tmp, final)

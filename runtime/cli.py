@@ -30,6 +30,9 @@ def register(subparsers) -> None:
                    help='JSON overrides of the tolerance policy, e.g. {"tflite/fp16": {"*": {"atol": 0.02}}} '
                         "(default: the built-in policy, runtime/tolerance.py)")
     v.add_argument("--jobs", type=int, default=2, help="files verified concurrently (default 2)")
+    v.add_argument("--browser", action="store_true",
+                   help="also run every TF.js export in headless Chromium (webgl, wasm, cpu) and add "
+                        "tfjs-browser rows and screenshots (default: off)")
     v.set_defaults(func=_verify)
 
     r = subparsers.add_parser(
@@ -55,6 +58,12 @@ def _verify(args: argparse.Namespace) -> int:
     # this process only verifies: coremltools may skip its TensorFlow import (light_coreml)
     result = verify(args.dirs, formats=args.formats, overrides=overrides, jobs=args.jobs, light_coreml=True)
     first = args.dirs[0]
+    if args.browser:
+        from runtime.browser import check_browser, merge_into
+
+        browser = check_browser(args.dirs, screenshots=first / "screenshots", overrides=overrides)
+        merge_into(result, browser)
+        print("browser backends: " + ", ".join(f"{k}: {v}" for k, v in browser.backends.items()))
     json_path = args.json or first / "report.json"
     md_path = args.md or first / "report.md"
     print(format_table(result.rows))

@@ -272,10 +272,13 @@ def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> 
         pngs = sorted(d.glob("*.png")) if d else []
         if pngs:
             parts.append("<h3>Training plots</h3><div class='plots'>")
-            for p in pngs:
-                b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-                parts.append(f"<img alt='{html.escape(p.stem)}' title='{html.escape(p.name)}' "
-                             f"src='data:image/png;base64,{b64}'>")
+            parts += [_img(p) for p in pngs]
+            parts.append("</div>")
+        shots = list(dict.fromkeys(r["screenshot"] for r in ex_rows if r.get("screenshot")))
+        shots = [Path(p) for p in shots if Path(p).is_file()]
+        if shots:
+            parts.append("<h3>In the browser (headless Chromium)</h3><div class='plots'>")
+            parts += [_img(p) for p in shots]
             parts.append("</div>")
         scat = []
         for r in ex_rows:
@@ -292,8 +295,20 @@ def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> 
             parts.append("<h3>Parity: format output vs Keras output</h3><div class='scatters'>")
             parts += scat
             parts.append("</div>")
+    extra = sorted(root.glob("*.png")) if root.is_dir() else []  # e.g. the moons sweep figure
+    if extra:
+        parts.append("<h2 id='figures'>Figures</h2><div class='plots'>")
+        parts += [_img(p) for p in extra]
+        parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _img(path: Path) -> str:
+    """A PNG embedded as base64, so the page works offline."""
+    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<img alt='{html.escape(path.stem)}' title='{html.escape(path.name)}' "
+            f"src='data:image/png;base64,{b64}'>")
 
 
 def write_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path, out: Path) -> Path:
