@@ -159,7 +159,8 @@ def _keras(case: dict, threads: int) -> Opened:
     import keras
 
     t0 = time.perf_counter()
-    model = keras.models.load_model(case["path"], compile=False)
+    # safe_mode: a user's model.keras must not run Lambda code unless `edgekit bench --unsafe`
+    model = keras.models.load_model(case["path"], compile=False, safe_mode=not case.get("unsafe", False))
     load_s = time.perf_counter() - t0
 
     def arg(feeds):

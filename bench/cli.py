@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                    help=f"only these formats (default: all of {', '.join(FORMATS)}; baselines always run)")
     p.add_argument("--no-baselines", action="store_true", help="skip the Keras and SavedModel baselines")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS probe processes")
+    p.add_argument("--unsafe", action="store_true",
+                   help="load model.keras with safe_mode=False (runs any Lambda code in the file: only "
+                        "for files you trust; default off, a Lambda model's Keras rows are errors)")
     p.add_argument("--out", type=Path, default=None, metavar="PATH",
                    help="where to write bench.json (default: DIR/bench.json, first DIR)")
     p.set_defaults(func=_bench)
@@ -54,7 +57,7 @@ def _bench(args: argparse.Namespace) -> int:
     threads = ("1", "all") if args.threads == "both" else (args.threads,)
     budget = Budget(repeat=args.repeat, min_time=args.min_time, max_time=args.max_time)
     doc = run(args.dirs, threads=threads, budget=budget, formats=args.formats,
-              baselines=not args.no_baselines, rss=not args.no_rss)
+              baselines=not args.no_baselines, rss=not args.no_rss, unsafe=args.unsafe)
     print(format_table(doc["rows"]))
     if doc["checks"]:
         print("\ntargets (reported, not enforced):")

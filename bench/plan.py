@@ -114,7 +114,7 @@ class ParityIndex:
 
 # ---------------------------------------------------------------- cases
 def build(dirs: list[Path], work: Path, formats: list[str] | None = None,
-          baselines: bool = True) -> list[dict]:
+          baselines: bool = True, unsafe: bool = False) -> list[dict]:
     """Every case under ``dirs`` (artifacts roots, example dirs or exports dirs).
 
     Args:
@@ -122,6 +122,7 @@ def build(dirs: list[Path], work: Path, formats: list[str] | None = None,
         work: a scratch directory; one inputs file per manifest is written there.
         formats: only these export formats (default None: all); baselines are kept.
         baselines: add the Keras and SavedModel baseline cases (default True).
+        unsafe: Keras baselines load with ``safe_mode=False`` (default False).
 
     Raises:
         InputError: a directory holds no manifest, or a manifest or reference is unreadable.
@@ -146,7 +147,8 @@ def build(dirs: list[Path], work: Path, formats: list[str] | None = None,
         write_inputs(man, example_dir, inputs_file)
         mtime = mpath.stat().st_mtime
         common = {"example": example, "example_dir": str(example_dir) if example_dir else None,
-                  "inputs_file": str(inputs_file), "task": info.get("task") or man.source.get("task")}
+                  "inputs_file": str(inputs_file), "task": info.get("task") or man.source.get("task"),
+                  "unsafe": bool(unsafe)}
         if baselines:
             cases += _baseline_cases(man, example_dir, common)
         for art in man.artifacts:

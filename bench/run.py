@@ -166,7 +166,7 @@ def _row(case: dict, mode: str, threads: int, rec: dict | None, rss: dict | None
 
 def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budget | None = None,
         formats: list[str] | None = None, baselines: bool = True, rss: bool = True,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, unsafe: bool = False) -> dict:
     """Benchmark every exported variant under ``dirs`` and return the bench.json document.
 
     Args:
@@ -177,6 +177,8 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
         baselines: include Keras ``predict``/call and the SavedModel signature (default True).
         rss: probe each case's peak RSS in a separate process (default True).
         log: progress sink (default print).
+        unsafe: load ``model.keras`` with ``safe_mode=False`` (default False: refused if it holds
+            a Lambda layer or other arbitrary code).
 
     Raises:
         EdgekitError: bad input (no manifest, unreadable reference, bad thread setting).
@@ -186,7 +188,8 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
     counts = {m: thread_count(m) for m in threads}
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as td:
         work = Path(td)
-        cases = plan.build([Path(d) for d in dirs], work, formats=formats, baselines=baselines)
+        cases = plan.build([Path(d) for d in dirs], work, formats=formats, baselines=baselines,
+                           unsafe=unsafe)
         runnable = [c for c in cases if not c.get("error")]
         log(f"{len(cases)} cases ({len(cases) - len(runnable)} with a known error) in "
             f"{len(dict.fromkeys(c['example'] for c in cases))} examples; threads {list(counts)}")
