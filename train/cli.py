@@ -33,5 +33,5 @@ def run(args) -> int:
         from edgekit.errors import UsageError
 
         raise UsageError("--jobs must be at least 1", got=jobs, expected="1, 2, ...")
-    train_examples(examples, Path(args.out), seed=args.seed, quick=args.quick, jobs=jobs)
-    return 0
+    outcomes = train_examples(examples, Path(args.out), seed=args.seed, quick=args.quick, jobs=jobs)
+    return 1 if any(o.met is False for o in outcomes) else 0  # artifacts are written either way

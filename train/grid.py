@@ -104,7 +104,7 @@ def _wrapper_class():
 
 
 @register("regression_grid", "regression", "make_regression: grid-searched deep network (scikeras)",
-          quality="test R² > 0.95", cost=45.0)
+          quality="test R² > 0.95", cost=45.0, passes=lambda m: m["test_r2"] > 0.95)
 def regression_grid(ctx: TrainContext) -> TrainResult:
     import keras
     from sklearn.model_selection import GridSearchCV

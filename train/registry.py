@@ -32,6 +32,8 @@ class Example:
         group: a group name (e.g. ``moons``) that selects several examples at once.
         quality: human-readable quality bar checked after full training.
         cost: rough full-training cost (seconds on one core), for spreading work over processes.
+        passes: ``passes(metrics) -> bool`` checks ``quality`` on the result's metrics after a
+            full (not ``--quick``) run (default none: no bar).
     """
 
     name: str
@@ -42,6 +44,7 @@ class Example:
     group: str | None = None
     quality: str = ""
     cost: float = 2.0
+    passes: Callable[[dict], bool] | None = None
 
 
 EXAMPLES: dict[str, Example] = {}
@@ -50,7 +53,8 @@ GROUP_HOOKS: dict[str, Callable] = {}
 
 
 def register(name: str, task: str, summary: str, params: dict | None = None,
-             group: str | None = None, quality: str = "", cost: float = 2.0) -> Callable:
+             group: str | None = None, quality: str = "", cost: float = 2.0,
+             passes: Callable[[dict], bool] | None = None) -> Callable:
     """Decorator registering ``fn`` as example ``name``; duplicate names are refused."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -58,7 +62,7 @@ def register(name: str, task: str, summary: str, params: dict | None = None,
     def deco(fn: Callable) -> Callable:
         if name in EXAMPLES:
             raise ValueError(f"duplicate example name {name!r}")
-        EXAMPLES[name] = Example(name, task, summary, fn, dict(params or {}), group, quality, cost)
+        EXAMPLES[name] = Example(name, task, summary, fn, dict(params or {}), group, quality, cost, passes)
         return fn
 
     return deco

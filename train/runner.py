@@ -22,6 +22,7 @@ class Outcome:
     seconds: float
     quality: str
     path: Path
+    met: bool | None = None   # the quality bar, after a full run (None: no bar, or --quick)
 
 
 class Progress:
@@ -91,7 +92,7 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
             log(f"{group}: wrote {path}")
     total = time.perf_counter() - t_all
     summary = [{"example": o.name, "metric": o.metric, "value": o.value, "seconds": round(o.seconds, 2),
-                "quality_bar": o.quality} for o in outcomes]
+                "quality_bar": o.quality, "quality_met": o.met} for o in outcomes]
     (out / "train_summary.json").write_text(json.dumps({"total_seconds": round(total, 2), "quick": quick,
                                                         "seed": seed, "jobs": jobs,
                                                         "examples": summary}, indent=2) + "\n")
@@ -114,8 +115,9 @@ def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log,
             result = ex.fn(ctx, **ex.params)
             write_artifact(ctx, ex.name, result, time.perf_counter() - t0)
         seconds = time.perf_counter() - t0
+        met = None if quick or ex.passes is None else bool(ex.passes(result.metrics))
         outcomes.append(Outcome(ex.name, result.headline[0], float(result.headline[1]), seconds,
-                                ex.quality, out / ex.name))
+                                ex.quality, out / ex.name, met))
         _clear_session()
     return outcomes
 
@@ -164,12 +166,21 @@ def _clear_session() -> None:
 
 
 def format_summary(outcomes: list[Outcome], total: float) -> str:
-    rows = [("example", "metric", "value", "seconds")]
-    rows += [(o.name, o.metric, f"{o.value:.4f}" if abs(o.value) >= 1e-3 or o.value == 0 else f"{o.value:.2e}",
-              f"{o.seconds:.1f}") for o in outcomes]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+    """The summary table: example, metric, value, seconds, quality bar and whether it was met."""
+    def value(v: float) -> str:
+        return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+
+    def met(o: Outcome) -> str:
+        return "-" if o.met is None else ("yes" if o.met else "NO")
+
+    rows = [("example", "metric", "value", "seconds", "quality bar", "met")]
+    rows += [(o.name, o.metric, value(o.value), f"{o.seconds:.1f}", o.quality or "-", met(o)) for o in outcomes]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    right = {2, 3}
+    lines = ["  ".join(c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"total {total:.1f}s for {len(outcomes)} example(s)")
+    missed = [o.name for o in outcomes if o.met is False]
+    lines.append(f"total {total:.1f}s for {len(outcomes)} example(s)"
+                 + (f"; quality bar MISSED by {', '.join(missed)}" if missed else ""))
     return "\n".join(lines)
