@@ -57,6 +57,9 @@ def _fp32_model(source, opset: int):
 
     model, _ = tf2onnx.convert.from_function(_Signature(), input_signature=[], opset=opset)
     graph = model.graph
+    # tf2onnx writes the traced function's name, whose numeric suffix is a per-process counter:
+    # a stable text keeps two exports of one SavedModel byte-identical
+    graph.doc_string = f"converted by tf2onnx from the {source.signature_key} signature"
     _captured_to_initializers(graph, source)
     names_in = [i.name for i in graph.input]
     for n in source.input_names:  # tf2onnx names inputs after the signature already
