@@ -122,12 +122,23 @@ def _prepare(source) -> dict:
     if init_graph is not None and hasattr(init_graph, "outputs"):
         init_sig = tsc._build_signature_def(init_graph, [], init_graph.outputs)
     weights = tsc.extract_weights(optimized, init_def)  # clears tensor data from `optimized`
-    prepared = {"topology": MessageToDict(optimized), "weights": weights, "signature": signature,
+    # protobuf map fields (node attrs) come out of MessageToDict in no fixed order: sort every
+    # dict so the same SavedModel always gives the same model.json bytes
+    prepared = {"topology": _sorted_dicts(MessageToDict(optimized)), "weights": weights, "signature": signature,
                 "tf_version": getattr(source.loaded, "tensorflow_version", None) or tf.__version__,
                 "init_def": init_def, "init_sig": init_sig, "resource_maps": resource_maps,
                 "unfused_activations": unfused}
     source.cache["tfjs"] = prepared
     return prepared
+
+
+def _sorted_dicts(obj):
+    """``obj`` with every dict's keys sorted, recursively (list order is kept)."""
+    if isinstance(obj, dict):
+        return {k: _sorted_dicts(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [_sorted_dicts(v) for v in obj]
+    return obj
 
 
 @register
