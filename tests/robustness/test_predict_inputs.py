@@ -87,3 +87,22 @@ def test_nan_flag_survives_chunking(runners):
     assert out.nonfinite_inputs == {"features": 1} and out["output_0"].shape == (1000, 1)
     whole = r.predict(x)
     np.testing.assert_array_equal(out["output_0"], whole["output_0"])
+
+
+def test_verify_flags_nan_golden_inputs(fresh, tmp_path):
+    """NaN/Inf in reference.npz's inputs: every runtime computes them, and verify fails the rows
+    with a NaN/Inf message (exit 1) instead of passing silently."""
+    import json
+
+    from _robust import run_cli
+
+    ex = fresh()
+    with np.load(ex / "reference.npz", allow_pickle=False) as z:
+        ref = {k: z[k] for k in z.files}
+    ref["features"][0, 0], ref["features"][1, 1] = np.nan, np.inf
+    np.savez(ex / "reference.npz", **ref)
+    proc = run_cli(["verify", ex, "--formats", "tflite", "onnx"])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
+    rows = json.loads((ex / "report.json").read_text())
+    assert {(r["format"], r["status"]) for r in rows} == {("tflite", "fail"), ("onnx", "fail")}
+    assert all("NaN/Inf value(s) in the output" in r["message"] for r in rows)
