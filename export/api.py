@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edgekit import __version__
 from edgekit.errors import InputError, OutputError, UsageError
-from edgekit.fsutil import TMP_PREFIX, atomic_dir, sha256_tree, tree_size
+from edgekit.fsutil import TMP_PREFIX, atomic_dir, clean_stale_tmp, sha256_tree, tree_size
 from export import registry
 from export import source as source_mod
 from export.base import ExportOptions, ExportReport, Precision, VariantResult
@@ -194,8 +194,9 @@ def export_model(source: Path, out: Path | None = None, formats: list[str] | Non
 
     results: list[VariantResult] = []
     artifacts, failures = [], []
-    for stale in list(out.parent.glob(f"{TMP_PREFIX}{out.name}-*")) if out.parent.is_dir() else []:
-        shutil.rmtree(stale, ignore_errors=True)
+    # leftovers of killed runs (staging dirs, a previous export parked between the two renames);
+    # a live run's entries carry its pid and are spared
+    clean_stale_tmp(out.parent)
     with atomic_dir(out) as tmp:
         for fmt, prec in variants:
             exp = exporters[fmt]
