@@ -72,3 +72,24 @@ def test_killed_first_export_leaves_no_manifest(fresh):
     assert not (ex / "exports").exists()
     assert not list(ex.rglob(mf.MANIFEST_NAME)) or all(".tmp-" in str(p) for p in ex.rglob(mf.MANIFEST_NAME))
     _rerun_and_check(ex)
+
+
+def test_rerun_removes_dead_runs_leftovers_and_spares_a_live_run(fresh):
+    """A run killed between its two renames leaves the previous export as ``.tmp-old-exports-p<pid>-*``
+    (and no ``exports/``); the next run removes that and dead staging dirs, but never the staging
+    dir of a run that is still alive (its pid is in the name)."""
+    from export.api import export_model
+
+    ex = fresh()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    shutil.move(ex / "exports", ex / f".tmp-old-exports-p{dead.pid}-abc")
+    (ex / f".tmp-exports-p{dead.pid}-def").mkdir()
+    live = ex / f".tmp-exports-p{os.getpid()}-ghi"
+    live.mkdir()
+    (live / "half-written.tflite").write_bytes(b"\0" * 10)
+    report = export_model(ex, formats=["tflite"], precisions=["fp32"])
+    assert report.ok
+    assert sorted(p.name for p in ex.glob(".tmp-*")) == [live.name]
+    assert (live / "half-written.tflite").is_file()
+    mf.load(ex / "exports")
