@@ -82,6 +82,9 @@ class Artifact:
         if not full.exists():
             raise InputError("manifest lists a file that does not exist", got=str(full),
                              expected="re-run edgekit export")
+        if full.is_dir():  # every file of a directory artifact stays inside too (no symlink out)
+            for entry in sorted(full.rglob("*")):
+                confined(root, f"{self.path.rstrip('/')}/{entry.relative_to(full).as_posix()}")
         digest = sha256_tree(full)
         if digest != self.sha256:
             raise IntegrityError(f"checksum mismatch for {self.path}: corrupted or tampered with",
