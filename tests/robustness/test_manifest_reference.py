@@ -57,6 +57,24 @@ def _symlink_dir(ex, tmp):
     (ex / "exports" / "tfjs").symlink_to(tmp / "tfjs-outside", target_is_directory=True)
 
 
+def _symlink_inside_dir_artifact(ex, tmp):
+    """The TF.js shard replaced by a symlink to an identical file outside: same sha256, but the
+    runtime would read outside the export directory."""
+    shard = ex / "exports" / "tfjs" / "fp32" / "group1-shard1of1.bin"
+    outside = tmp / "shard-outside.bin"
+    outside.write_bytes(shard.read_bytes())
+    shard.unlink()
+    shard.symlink_to(outside)
+
+
+def _symlink_subdir_in_package(ex, tmp):
+    import shutil
+
+    weights = ex / "exports" / "coreml" / "model_fp32.mlpackage" / "Data" / "com.apple.CoreML" / "weights"
+    shutil.move(weights, tmp / "weights-outside")
+    weights.symlink_to(tmp / "weights-outside", target_is_directory=True)
+
+
 def _windows_drive(ex, tmp):
     _edit_manifest(ex, lambda d: _art(d).update(path="C:/models/model_fp32.tflite"))
 
@@ -146,6 +164,11 @@ CASES = {
     "dotdot-path": (_dotdot, 2, ["escapes the manifest's directory", "../saved_model"]),
     "dotdot-inside-path": (_dotdot_inside, 2, ["escapes the manifest's directory"]),
     "drive-letter-path": (_windows_drive, 2, ["manifest path must be relative"]),
+    "symlink-inside-dir-artifact": (_symlink_inside_dir_artifact, 2,
+                                    ["resolves outside the manifest's directory (symlink?)",
+                                     "tfjs/fp32/group1-shard1of1.bin"]),
+    "symlink-subdir-in-mlpackage": (_symlink_subdir_in_package, 2,
+                                    ["resolves outside the manifest's directory (symlink?)", "weights"]),
     "symlink-file-outside": (_symlink_file, 2, ["resolves outside the manifest's directory (symlink?)"]),
     "symlink-dir-outside": (_symlink_dir, 2, ["resolves outside the manifest's directory (symlink?)"]),
     "listed-file-missing": (_missing_file, 2, ["manifest lists a file that does not exist"]),
