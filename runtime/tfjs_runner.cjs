@@ -84,9 +84,17 @@ async function load(dir) {
   }
   const specs = [];
   const buffers = [];
+  const root = fs.realpathSync(dir);
   for (const group of json.weightsManifest || []) {
     specs.push(...group.weights);
-    for (const p of group.paths) buffers.push(fs.readFileSync(path.join(dir, p)));
+    for (const p of group.paths) {
+      // shards must stay inside the model directory: no absolute path, no '..', no symlink out
+      const full = fs.realpathSync(path.resolve(root, p));
+      if (path.isAbsolute(p) || !full.startsWith(root + path.sep)) {
+        throw new Error(`weight shard path ${JSON.stringify(p)} leaves the model directory ${root}`);
+      }
+      buffers.push(fs.readFileSync(full));
+    }
   }
   const all = Buffer.concat(buffers);
   const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
