@@ -156,3 +156,34 @@ def test_random_bytes_saved_model_pb_export_cli_refuses(fresh, tmp_path):
     proc = run_cli(["export", ex, "--formats", "onnx", "--precisions", "fp32", "--out", tmp_path / "out"])
     assert_one_line_error(proc, 2, "cannot load SavedModel")
     assert diff_snapshots(before, snapshot(tmp_path)) == []
+
+
+def _shard_path(ex, tmp, value):
+    """Move the TF.js shard outside the model dir and point model.json at it."""
+    model = ex / "exports" / "tfjs" / "fp32"
+    (model / "group1-shard1of1.bin").rename(tmp / "outside.bin")
+    data = json.loads((model / "model.json").read_text())
+    data["weightsManifest"][0]["paths"] = [value(model, tmp)]
+    (model / "model.json").write_text(json.dumps(data))
+    return model
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_tfjs_model_json_cannot_read_shards_outside_its_directory(kind, fresh, tmp_path):
+    """model.json names its weight files: a hostile one must not make the runtime read elsewhere."""
+    from runtime.registry import open_model
+
+    ex = fresh()
+    if kind == "symlink":
+        model = _shard_path(ex, tmp_path, lambda m, t: "group1-shard1of1.bin")
+        (model / "group1-shard1of1.bin").symlink_to(tmp_path / "outside.bin")
+    else:
+        rel = {"dotdot": lambda m, t: "../" * len(m.relative_to(t).parts) + "outside.bin",
+               "absolute": lambda m, t: str(t / "outside.bin")}[kind]
+        model = _shard_path(ex, tmp_path, rel)
+    before = snapshot(tmp_path)
+    with pytest.raises(RuntimeFailure) as exc:
+        with open_model(model) as r:
+            r.predict(np.zeros((1, 10), np.float32))
+    assert_one_line_exc(exc.value, "TF.js", "leaves the model directory")
+    assert diff_snapshots(before, snapshot(tmp_path)) == []
