@@ -16,7 +16,9 @@ TensorFlow and pays nothing. On an iPhone or a Mac::
 
 from __future__ import annotations
 
+import json
 import platform
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +66,34 @@ def _feature_info(feature, mil_var=None) -> tuple[TensorInfo, int | None]:
     return TensorInfo(feature.name, shape, dtype), bound
 
 
+def _check_confined(package: Path) -> None:
+    """Refuse an ``.mlpackage`` whose ``Manifest.json`` items or files lead outside it.
+
+    coremltools follows ``itemInfoEntries[*].path`` (relative to ``Data/``) and symlinks
+    wherever they point. An unreadable Manifest.json is left to coremltools to report.
+
+    Raises:
+        InputError: an item path or a file resolves outside the package.
+    """
+    if not package.is_dir():
+        return
+    from runtime.manifest import confined
+
+    try:
+        items = json.loads((package / "Manifest.json").read_text())["itemInfoEntries"]
+        rels = [str(e["path"]) for e in items.values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        rels = []
+    try:
+        for rel in rels:
+            confined(package / "Data", rel)
+        for entry in sorted(package.rglob("*")):
+            confined(package, entry.relative_to(package).as_posix())
+    except InputError as exc:
+        raise InputError("Core ML package points outside itself", got=f"{package}: {exc}",
+                         expected="item paths and files inside the .mlpackage") from exc
+
+
 @register
 class CoreMLRunner(Runner):
     """Runs a Core ML ``.mlpackage`` (ML Program; ``.mlmodel`` only natively on macOS).
@@ -85,6 +115,7 @@ class CoreMLRunner(Runner):
                              expected=list(EVALUATORS))
 
     def _load(self) -> None:
+        _check_confined(self.path)
         ct = _coremltools()
         mode = self.options["evaluator"]
         if mode == "auto":
