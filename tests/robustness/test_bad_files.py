@@ -187,3 +187,32 @@ def test_tfjs_model_json_cannot_read_shards_outside_its_directory(kind, fresh, t
             r.predict(np.zeros((1, 10), np.float32))
     assert_one_line_exc(exc.value, "TF.js", "leaves the model directory")
     assert diff_snapshots(before, snapshot(tmp_path)) == []
+
+
+@pytest.mark.parametrize("kind", ["item-path-dotdot", "weights-symlink"])
+def test_mlpackage_cannot_point_outside_itself(kind, fresh, tmp_path):
+    """An .mlpackage's Manifest.json names its spec file; coremltools follows '..' and symlinks."""
+    import shutil
+
+    from edgekit.errors import InputError
+    from runtime.registry import open_model
+
+    ex = fresh()
+    pkg = ex / "exports" / ARTIFACT["coreml"]
+    if kind == "item-path-dotdot":
+        (pkg / MLMODEL).rename(tmp_path / "outside.mlmodel")
+        data = json.loads((pkg / "Manifest.json").read_text())
+        root = data["rootModelIdentifier"]
+        depth = len((pkg / "Data").relative_to(tmp_path).parts)
+        data["itemInfoEntries"][root]["path"] = "../" * depth + "outside.mlmodel"
+        (pkg / "Manifest.json").write_text(json.dumps(data))
+    else:
+        weights = pkg / "Data" / "com.apple.CoreML" / "weights"
+        shutil.move(weights, tmp_path / "weights-outside")
+        weights.symlink_to(tmp_path / "weights-outside", target_is_directory=True)
+    before = snapshot(tmp_path)
+    with pytest.raises(InputError) as exc:
+        open_model(pkg)
+    assert exc.value.exit_code == 2
+    assert_one_line_exc(exc.value, "Core ML package points outside itself")
+    assert diff_snapshots(before, snapshot(tmp_path)) == []
