@@ -216,3 +216,31 @@ def test_mlpackage_cannot_point_outside_itself(kind, fresh, tmp_path):
     assert exc.value.exit_code == 2
     assert_one_line_exc(exc.value, "Core ML package points outside itself")
     assert diff_snapshots(before, snapshot(tmp_path)) == []
+
+
+def test_onnx_external_data_outside_the_model_dir_is_refused(fresh, tmp_path):
+    """An .onnx may keep tensors in external files; a location escaping the model dir is refused."""
+    import onnx
+    from onnx import numpy_helper
+
+    from runtime.registry import open_model
+
+    ex = fresh()
+    path = ex / "exports" / ARTIFACT["onnx"]
+    model = onnx.load(str(path))
+    init = max(model.graph.initializer, key=lambda t: t.ByteSize())
+    arr = numpy_helper.to_array(init)
+    arr.tofile(tmp_path / "outside.bin")
+    init.ClearField("raw_data")
+    init.ClearField("float_data")
+    init.data_location = onnx.TensorProto.EXTERNAL
+    depth = len(path.parent.relative_to(tmp_path).parts)
+    for k, v in (("location", "../" * depth + "outside.bin"), ("offset", "0"), ("length", str(arr.nbytes))):
+        entry = init.external_data.add()
+        entry.key, entry.value = k, v
+    onnx.save(model, str(path))
+    before = snapshot(tmp_path)
+    with pytest.raises(RuntimeFailure) as exc:
+        open_model(path)
+    assert_one_line_exc(exc.value, "onnx runtime could not load", "escapes model directory")
+    assert diff_snapshots(before, snapshot(tmp_path)) == []
