@@ -68,21 +68,40 @@ class Prediction(dict):
     they are never silent either: some runtimes turn NaN into a finite number (TensorFlow's
     and XNNPack's ``relu`` give ``max(NaN, 0) = 0``), so the output alone cannot tell.
 
+    The counts are computed on first access (a scan of every value costs more than a tiny
+    model's whole inference) and describe the input arrays as they were passed.
+
     Attributes:
         nonfinite_inputs: ``{input name: number of NaN/Inf values}`` for each input holding
             any (empty dict when every input value is finite).
         nonfinite_outputs: the same for the outputs.
     """
 
-    def __init__(self, outputs: Mapping[str, np.ndarray], nonfinite_inputs: Mapping[str, int] | None = None):
+    def __init__(self, outputs: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray] | None = None):
         super().__init__(outputs)
-        self.nonfinite_inputs: dict[str, int] = dict(nonfinite_inputs or {})
-        self.nonfinite_outputs: dict[str, int] = {k: n for k, v in self.items() if (n := count_nonfinite(v))}
+        self._inputs = inputs or {}
+        self._flags: tuple[dict[str, int], dict[str, int]] | None = None
+
+    def _count(self) -> tuple[dict[str, int], dict[str, int]]:
+        if self._flags is None:
+            ins = {k: n for k, v in self._inputs.items() if (n := count_nonfinite(v))}
+            outs = {k: n for k, v in self.items() if (n := count_nonfinite(v))}
+            self._flags, self._inputs = (ins, outs), {}
+        return self._flags
+
+    @property
+    def nonfinite_inputs(self) -> dict[str, int]:
+        return self._count()[0]
+
+    @property
+    def nonfinite_outputs(self) -> dict[str, int]:
+        return self._count()[1]
 
     @property
     def finite(self) -> bool:
         """True when no input and no output holds NaN or Inf."""
-        return not self.nonfinite_inputs and not self.nonfinite_outputs
+        ins, outs = self._count()
+        return not ins and not outs
 
 
 def count_nonfinite(arr: np.ndarray, block: int = 1 << 20) -> int:
@@ -92,6 +111,10 @@ def count_nonfinite(arr: np.ndarray, block: int = 1 << 20) -> int:
     if arr.dtype.kind not in "fc":
         return 0
     flat = arr.reshape(-1)
+    # Fast path (the common case, ~1 us): a finite sum means no NaN/Inf; NaN and Inf propagate
+    # through a sum, and a sum that overflows falls through to the exact count.
+    if np.isfinite(np.add.reduce(flat)):
+        return 0
     return sum(int(min(block, flat.size - i) - np.count_nonzero(np.isfinite(flat[i:i + block])))
                for i in range(0, flat.size, block))
 
@@ -218,15 +241,14 @@ class Runner(abc.ABC):
         if self.max_batch:
             chunk = min(chunk, self.max_batch)
         n = next(iter(feeds.values())).shape[0]
-        flags = {k: c for k, v in feeds.items() if (c := count_nonfinite(v))}
         if n <= chunk:
-            return Prediction(self._run(feeds), flags)
+            return Prediction(self._run(feeds), feeds)
         parts: dict[str, list[np.ndarray]] = {o.name: [] for o in self.outputs}
         for start in range(0, n, chunk):
             out = self._run({k: v[start:start + chunk] for k, v in feeds.items()})
             for k, v in out.items():
                 parts[k].append(v)
-        return Prediction({k: np.concatenate(v, axis=0) for k, v in parts.items()}, flags)
+        return Prediction({k: np.concatenate(v, axis=0) for k, v in parts.items()}, feeds)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = next(iter(feeds.values())).shape[0]
@@ -243,12 +265,22 @@ class Runner(abc.ABC):
                                  expected=[o.name for o in self.outputs])
         result = {}
         for o in self.outputs:
-            arr = np.asarray(raw[o.name])
+            arr = raw[o.name]
+            if type(arr) is not np.ndarray:
+                arr = np.asarray(arr)
             if arr.ndim == 0 or arr.shape[0] != n:
                 raise RuntimeFailure(f"{self.runtime_name} returned {o.name} with the wrong batch size",
                                      got=arr.shape, expected=f"{n} rows")
             result[o.name] = arr
         return result
+
+    def _specs(self) -> list[tuple]:
+        """Per input: (info, accepted dtypes as np.dtype, rank, [(axis, size) fixed]); built once."""
+        if getattr(self, "_spec_cache", None) is None or self._spec_cache[0] is not self.inputs:
+            specs = [(info, tuple(np.dtype(d) for d in self._accepted_dtypes(info)), len(info.shape),
+                      [(i, e) for i, e in enumerate(info.shape) if e is not None]) for info in self.inputs]
+            self._spec_cache = (self.inputs, specs)
+        return self._spec_cache[1]
 
     def _validate(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [i.name for i in self.inputs]
@@ -266,19 +298,19 @@ class Runner(abc.ABC):
                                  got=type(inputs).__name__, expected=f"a dict keyed by {names}")
             feeds = {names[0]: inputs}
         batch = None
-        for info in self.inputs:
+        for info, accepted, rank, fixed in self._specs():
             arr = feeds[info.name]
             if not isinstance(arr, np.ndarray):
                 raise InputError(f"input {info.name!r} is not a numpy array", got=type(arr).__name__,
                                  expected=f"np.ndarray of {info.dtype}")
-            if str(arr.dtype) not in self._accepted_dtypes(info):
+            if arr.dtype not in accepted:
                 raise InputError(f"input {info.name!r} has the wrong dtype (nothing is cast silently)",
                                  got=str(arr.dtype), expected=" or ".join(self._accepted_dtypes(info)))
-            if arr.ndim != len(info.shape):
+            if arr.ndim != rank:
                 raise InputError(f"input {info.name!r} has the wrong rank", got=f"shape {arr.shape}",
                                  expected=f"rank {len(info.shape)} ({info.describe()})")
-            pairs = enumerate(zip(arr.shape, info.shape, strict=True))
-            bad = [i for i, (g, e) in pairs if e is not None and g != e]
+            shape = arr.shape
+            bad = [i for i, e in fixed if shape[i] != e]
             if bad:
                 raise InputError(f"input {info.name!r} has the wrong shape (axis {bad[0]})",
                                  got=tuple(arr.shape), expected=info.describe())
@@ -289,7 +321,8 @@ class Runner(abc.ABC):
                 raise InputError("inputs have different batch sizes", got=f"{info.name}: {arr.shape[0]}",
                                  expected=f"{batch} rows like the other inputs")
             batch = arr.shape[0]
-            feeds[info.name] = np.ascontiguousarray(arr)
+            if not arr.flags.c_contiguous:
+                feeds[info.name] = np.ascontiguousarray(arr)
         return feeds
 
     def _accepted_dtypes(self, info: TensorInfo) -> tuple[str, ...]:

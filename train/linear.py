@@ -54,7 +54,7 @@ def linear_regression(ctx: TrainContext) -> TrainResult:
         model=model, task="regression",
         metrics={"slope": slope, "intercept": intercept, "lstsq_slope": m, "lstsq_intercept": c,
                  "slope_error": abs(slope - m), "intercept_error": abs(intercept - c), "mse": mse, "r2": r2},
-        headline=("|slope-lstsq|", abs(slope - m)),
+        headline=("slope error vs lstsq", abs(slope - m)),
         hyperparams={"architecture": "Dense(1, linear)", "optimizer": "adam", "learning_rate": LEARNING_RATE,
                      "epochs": epochs, "batch_size": 32, "kernel_initializer": "random_normal"},
         golden_x=X, y_true=Y, calib_x=X,
