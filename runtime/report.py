@@ -295,6 +295,9 @@ def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> 
             parts.append("<h3>Parity: format output vs Keras output</h3><div class='scatters'>")
             parts += scat
             parts.append("</div>")
+    from bench.html import section_for  # standard library only; "" when there is no bench.json
+
+    parts.append(section_for(root))
     extra = sorted(root.glob("*.png")) if root.is_dir() else []  # e.g. the moons sweep figure
     if extra:
         parts.append("<h2 id='figures'>Figures</h2><div class='plots'>")

@@ -29,7 +29,7 @@ def test_runtime_never_imports_tensorflow_at_import_time():
 
 
 def test_cli_modules_are_light():
-    mods = [m for m in ("train.cli", "export.cli", "runtime.cli", "edgekit.web_cli", "edgekit.bench_cli")
+    mods = [m for m in ("train.cli", "export.cli", "runtime.cli", "edgekit.web_cli", "bench.cli")
             if (REPO / (m.replace(".", "/") + ".py")).exists()]
     assert _imports_heavy(["edgekit.cli", *mods, "train.registry"]) == "[]"
 
