@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgekit.fmt import human_size as size
+
 HEADER = ("example", "thr", "row", "precision", "p50 ms", "p99 ms", "rows/s @1024", "load s", "size",
           "peak RSS", "parity")
 
@@ -12,15 +14,6 @@ def _ms(v: float | None) -> str:
     return f"{v:.4f}" if v < 1 else f"{v:.2f}"
 
 
-def size(n: int | None) -> str:
-    """Bytes as B/KB/MB (1024 steps)."""
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def row_name(r: dict) -> str:

@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgekit.fmt import human_size as _size
+
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -44,14 +46,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=handler)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def summary_table(report) -> str:

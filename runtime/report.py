@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import InputError
+from edgekit.fmt import human_size as _size
 from edgekit.fsutil import atomic_file, write_json
 
 REQUIRED_KEYS = ("example", "format", "precision", "runtime", "status", "max_abs_err", "atol", "metric",
@@ -37,14 +38,6 @@ def _num(x: float | None) -> str:
     return f"{x:.2e}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.4g}"
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _metric(row: dict) -> str:
