@@ -151,8 +151,9 @@ class TFLiteRunner(Runner):
                              "represent", got=f"{int(np.isnan(arr).sum())} NaN values",
                              expected="finite float32 values")
         info = np.iinfo(q["dtype"])
-        v = arr.astype(np.float64) / q["scale"]
-        scaled = np.sign(v) * np.floor(np.abs(v) + 0.5) + q["zero_point"]  # std::round, as TFLite does
+        # float32 math, as TFLite's own quantize kernel; round half away from zero (std::round)
+        v = arr / np.float32(q["scale"])
+        scaled = np.trunc(v + np.copysign(np.float32(0.5), v)) + np.float32(q["zero_point"])
         return np.clip(scaled, info.min, info.max).astype(q["dtype"])
 
     def _close(self) -> None:
