@@ -160,11 +160,14 @@ def write_artifact(ctx: TrainContext, name: str, result: TrainResult, seconds: f
 
 
 class _quiet:
-    """Silence TensorFlow's C++ and Python chatter during export."""
+    """Send TensorFlow's C++ and Python chatter (stderr, fd 2) to ``log`` (default: discard)."""
+
+    def __init__(self, log: Path | None = None):
+        self._log = log
 
     def __enter__(self):
         self._fd = os.dup(2)
-        self._null = os.open(os.devnull, os.O_WRONLY)
+        self._null = os.open(self._log or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         sys.stderr.flush()
         os.dup2(self._null, 2)
 

@@ -28,7 +28,7 @@ class Outcome:
 class Progress:
     """Per-example progress: a redrawn bar on a terminal, else at most five lines per example."""
 
-    def __init__(self, name: str, stream=sys.stderr):
+    def __init__(self, name: str, stream=sys.stdout):
         self.name = name
         self.stream = stream
         self.tty = stream.isatty()
@@ -103,23 +103,32 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
 def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log, tag: str = "") -> list[Outcome]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from train.common import TrainContext, write_artifact  # imports numpy only
+    from train.common import _quiet  # imports numpy only
 
-    _quiet_tensorflow()
     outcomes: list[Outcome] = []
-    for i, ex in enumerate(examples, 1):
-        log(f"{tag}[{i}/{len(examples)}] {ex.name}: {ex.summary}")
-        t0 = time.perf_counter()
-        with atomic_dir(out / ex.name) as tmp:
-            ctx = TrainContext(dir=tmp, seed=seed, quick=quick, progress=Progress(ex.name), log=log)
-            result = ex.fn(ctx, **ex.params)
-            write_artifact(ctx, ex.name, result, time.perf_counter() - t0)
-        seconds = time.perf_counter() - t0
-        met = None if quick or ex.passes is None else bool(ex.passes(result.metrics))
-        outcomes.append(Outcome(ex.name, result.headline[0], float(result.headline[1]), seconds,
-                                ex.quality, out / ex.name, met))
-        _clear_session()
+    # TensorFlow's C++ chatter (CUDA probing, XLA service lines) goes to <out>/train.log, not the
+    # terminal; progress goes to stdout, errors still reach the user as exceptions.
+    with _quiet(out / "train.log"):
+        _quiet_tensorflow()
+        for i, ex in enumerate(examples, 1):
+            outcomes.append(_train_one(ex, i, len(examples), out, seed, quick, log, tag))
     return outcomes
+
+
+def _train_one(ex: Example, i: int, total: int, out: Path, seed: int, quick: bool, log, tag: str) -> Outcome:
+    from train.common import TrainContext, write_artifact
+
+    log(f"{tag}[{i}/{total}] {ex.name}: {ex.summary}")
+    t0 = time.perf_counter()
+    with atomic_dir(out / ex.name) as tmp:
+        ctx = TrainContext(dir=tmp, seed=seed, quick=quick, progress=Progress(ex.name), log=log)
+        result = ex.fn(ctx, **ex.params)
+        write_artifact(ctx, ex.name, result, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    met = None if quick or ex.passes is None else bool(ex.passes(result.metrics))
+    _clear_session()
+    return Outcome(ex.name, result.headline[0], float(result.headline[1]), seconds, ex.quality,
+                   out / ex.name, met)
 
 
 def _worker(names: list[str], out: str, seed: int, quick: bool, tag: str) -> list[Outcome]:
