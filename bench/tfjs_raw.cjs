@@ -20,6 +20,7 @@ for (const level of ['log', 'info', 'warn', 'debug']) {
 
 const spec = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const tf = require('@tensorflow/tfjs');
+const {loadGraphModelDir} = require(path.join(__dirname, '..', 'runtime', 'tfjs_load.cjs'));
 const ARRAYS = {float32: Float32Array, int32: Int32Array};
 
 async function initBackend() {
@@ -36,21 +37,7 @@ async function initBackend() {
 }
 
 async function loadModel(dir) {
-  const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
-  const specs = [];
-  const buffers = [];
-  for (const group of json.weightsManifest || []) {
-    specs.push(...group.weights);
-    for (const p of group.paths) buffers.push(fs.readFileSync(path.join(dir, p)));
-  }
-  const all = Buffer.concat(buffers);
-  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
-  const model = await tf.loadGraphModel(tf.io.fromMemory({
-    modelTopology: json.modelTopology, weightSpecs: specs, weightData, format: json.format,
-    generatedBy: json.generatedBy, convertedBy: json.convertedBy, signature: json.signature,
-    userDefinedMetadata: json.userDefinedMetadata, modelInitializer: json.modelInitializer,
-    initializerSignature: json.initializerSignature,
-  }));
+  const {model, json} = await loadGraphModelDir(tf, dir);
   const outs = json.signature && json.signature.outputs ? Object.keys(json.signature.outputs).sort()
     : model.outputs.map((o) => o.name);
   return {model, outs};

@@ -13,7 +13,6 @@
 // carries nothing but frames (console.* is redirected).
 'use strict';
 
-const fs = require('fs');
 const path = require('path');
 const util = require('util');
 
@@ -37,6 +36,7 @@ function parseArgs(argv) {
 
 const opts = parseArgs(process.argv.slice(2));
 const tf = require('@tensorflow/tfjs');
+const {loadGraphModelDir} = require('./tfjs_load.cjs');
 
 async function initBackend() {
   if (opts.backend === 'wasm') {
@@ -78,32 +78,7 @@ function nodeInfos(nodes) {
 }
 
 async function load(dir) {
-  const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
-  if (json.format !== 'graph-model') {
-    throw new Error(`${dir}/model.json is a ${json.format}, expected a graph-model`);
-  }
-  const specs = [];
-  const buffers = [];
-  const root = fs.realpathSync(dir);
-  for (const group of json.weightsManifest || []) {
-    specs.push(...group.weights);
-    for (const p of group.paths) {
-      // shards must stay inside the model directory: no absolute path, no '..', no symlink out
-      const full = fs.realpathSync(path.resolve(root, p));
-      if (path.isAbsolute(p) || !full.startsWith(root + path.sep)) {
-        throw new Error(`weight shard path ${JSON.stringify(p)} leaves the model directory ${root}`);
-      }
-      buffers.push(fs.readFileSync(full));
-    }
-  }
-  const all = Buffer.concat(buffers);
-  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
-  const model = await tf.loadGraphModel(tf.io.fromMemory({
-    modelTopology: json.modelTopology, weightSpecs: specs, weightData, format: json.format,
-    generatedBy: json.generatedBy, convertedBy: json.convertedBy, signature: json.signature,
-    userDefinedMetadata: json.userDefinedMetadata, modelInitializer: json.modelInitializer,
-    initializerSignature: json.initializerSignature,
-  }));
+  const {model, json} = await loadGraphModelDir(tf, dir);
   const sig = json.signature;
   const inputs = sig && sig.inputs ? sigInfos(sig.inputs) : nodeInfos(model.inputs);
   const outputs = sig && sig.outputs ? sigInfos(sig.outputs) : nodeInfos(model.outputs);
