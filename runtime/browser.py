@@ -158,7 +158,7 @@ def _evaluate(target, art, backend: str, chromium: str, state: dict, errors: lis
     from runtime.compare import compare_outputs
     from runtime.metrics import TASK_METRIC, task_metrics
     from runtime.tolerance import tolerances_for
-    from runtime.verify import _row
+    from runtime.verify import _row, judge_metric
 
     ref = target.reference
     runtime = f"chromium {chromium} {backend}"
@@ -196,12 +196,7 @@ def _evaluate(target, art, backend: str, chromium: str, state: dict, errors: lis
         km = task_metrics(target.task, ref.y_true, want, ref.n_labeled)
         fm = task_metrics(target.task, ref.y_true, got, ref.n_labeled)
         if km.value is not None and fm.value is not None:
-            drop = km.value - fm.value
-            row.update(metric_keras=km.value, metric_format=fm.value, metric_drop=drop,
-                       mse_keras=km.mse, mse_format=fm.mse)
-            if tol.max_metric_drop is not None and drop > tol.max_metric_drop + 1e-9:
-                messages.append(f"{km.name} dropped {km.value:.4g} -> {fm.value:.4g} "
-                                f"(drop {drop:.4g} > allowed {tol.max_metric_drop:g})")
+            judge_metric(row, messages, km, fm, tol)
     if errors:
         messages.append(f"{len(errors)} console error(s): {errors[0][:200]}")
     if messages:

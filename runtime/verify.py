@@ -103,6 +103,16 @@ def _row(target: Target, fmt: str, precision: str, runtime: str, status: str, **
     return row
 
 
+def judge_metric(row: dict, messages: list[str], keras_metric, format_metric, tol) -> None:
+    """Record Keras' and the format's task metric on ``row``; a drop beyond the policy adds a failure."""
+    drop = keras_metric.value - format_metric.value
+    row.update(metric_keras=keras_metric.value, metric_format=format_metric.value, metric_drop=drop,
+               mse_keras=keras_metric.mse, mse_format=format_metric.mse)
+    if tol.max_metric_drop is not None and drop > tol.max_metric_drop + 1e-9:
+        messages.append(f"{keras_metric.name} dropped {keras_metric.value:.4g} -> {format_metric.value:.4g} "
+                        f"(drop {drop:.4g} > allowed {tol.max_metric_drop:g})")
+
+
 def _first_output(target: Target, outs: dict[str, np.ndarray]) -> np.ndarray | None:
     first = next(iter(target.reference.outputs))
     return outs.get(first)
@@ -172,13 +182,8 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
     first = _first_output(target, got)
     if keras_metric is not None and keras_metric.value is not None and first is not None \
             and first.shape == _first_output(target, ref.outputs).shape:
-        fm = task_metrics(target.task, ref.y_true, first, ref.n_labeled)
-        drop = keras_metric.value - fm.value
-        row.update(metric_keras=keras_metric.value, metric_format=fm.value, metric_drop=drop,
-                   mse_keras=keras_metric.mse, mse_format=fm.mse)
-        if tol.max_metric_drop is not None and drop > tol.max_metric_drop + 1e-9:
-            messages.append(f"{keras_metric.name} dropped {keras_metric.value:.4g} -> {fm.value:.4g} "
-                            f"(drop {drop:.4g} > allowed {tol.max_metric_drop:g})")
+        judge_metric(row, messages, keras_metric, task_metrics(target.task, ref.y_true, first, ref.n_labeled),
+                     tol)
     if messages:
         row["status"] = "fail"
         row["message"] = "; ".join(messages)
