@@ -41,6 +41,7 @@ from bench import plan
 from bench.cases import thread_env
 from bench.inputs import THROUGHPUT_ROWS
 from bench.timing import Budget
+from bench.worker import read_records
 from edgekit import __version__
 from edgekit.errors import UsageError
 from edgekit.fsutil import write_json
@@ -99,17 +100,12 @@ def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
                                 env=_child_env(threads))
         _, err = proc.communicate()
         started = None
-        with open(out) as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if "start" in rec:
-                    started = rec["start"]
-                elif "key" in rec:
-                    results[rec["key"]] = rec
-                    started = None if started == rec["key"] else started
+        for rec in read_records(str(out)):
+            if "start" in rec:
+                started = rec["start"]
+            elif "key" in rec:
+                results[rec["key"]] = rec
+                started = None if started == rec["key"] else started
         done = set(results)
         remaining = [c for c in remaining if c["key"] not in done]
         if not remaining:

@@ -21,19 +21,21 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 800 else text[:800] + "..."
 
 
+def read_records(out: str):
+    """The JSON records of a worker's output file, skipping a line cut short by a crash."""
+    if not os.path.exists(out):
+        return
+    with open(out) as fh:
+        for line in fh:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
 def done_keys(out: str) -> set[str]:
     """Keys of the cases OUT already has a result or an error for."""
-    keys = set()
-    if os.path.exists(out):
-        with open(out) as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if "key" in rec:
-                    keys.add(rec["key"])
-    return keys
+    return {rec["key"] for rec in read_records(out) if "key" in rec}
 
 
 def main(argv: list[str] | None = None) -> int:
