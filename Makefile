@@ -17,7 +17,7 @@ help:
 all: setup train pipeline
 
 # setup is idempotent: each stamp is rebuilt only when its lock file changes.
-setup: $(VENV)/.stamp js/node_modules/.stamp chromium
+setup: $(VENV)/.stamp $(VENV)/.js-stamp chromium
 
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "setup: $(PYTHON) not found; expected Python 3.11 on PATH" >&2; exit 2; }
@@ -29,9 +29,11 @@ $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PY) -m pip check
 	touch $@
 
-js/node_modules/.stamp: js/package.json js/package-lock.json
+# TF.js for verify, bench and the web demo: `npm ci` of the lock shipped inside the package
+# (runtime/js/package-lock.json) into the user cache (~/.cache/edgekit/js-<lock hash>).
+$(VENV)/.js-stamp: $(VENV)/.stamp runtime/js/package.json runtime/js/package-lock.json
 	@command -v npm >/dev/null || { echo "setup: npm not found; expected Node.js 20 with npm" >&2; exit 2; }
-	cd js && npm ci --no-audit --no-fund --loglevel=error
+	$(EDGEKIT) setup-js
 	touch $@
 
 # Debian's chromium for the browser checks (apt needs root; skipped with a note otherwise).
@@ -43,7 +45,7 @@ chromium:
 	  && echo "setup: installed Debian chromium"; \
 	else echo "setup: chromium missing and not root: browser tests will be skipped" >&2; fi
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 test-all: setup
@@ -77,8 +79,11 @@ serve-web: setup
 bench: setup
 	$(PY) benchmarks/bench_train.py
 
-lint: setup
-	$(VENV)/bin/ruff check edgekit train export runtime tests scripts benchmarks
+# ruff over every package, the import-layer contract, and a type check of the public API
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+	$(PY) scripts/lint_imports.py
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(ARTIFACTS) .pytest_cache

@@ -3,7 +3,7 @@
 :func:`open_case` returns an :class:`Opened` whose :meth:`Opened.bind` prepares a batch
 (resizing tensors once, quantizing int8 inputs once for the raw LiteRT call) and returns the
 zero-argument callable that is timed. TensorFlow is imported only by the baseline openers,
-and only when such a case runs. Raw TF.js is timed inside Node (:mod:`bench.tfjs_raw`).
+and only when such a case runs. Raw TF.js is timed inside Node (:mod:`edgekit.bench.tfjs_raw`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench import timing
-from bench.inputs import load_inputs
-from edgekit.errors import DependencyError, UsageError
+from edgekit.bench import timing
+from edgekit.bench.inputs import load_inputs
+from edgekit.core.errors import DependencyError, UsageError
 
 
 @dataclass
@@ -53,7 +53,7 @@ def thread_env(threads: int) -> dict[str, str]:
 
 # ---------------------------------------------------------------- edgekit adapters
 def _adapter(case: dict, threads: int) -> Opened:
-    from runtime.registry import open_model, runner_class
+    from edgekit.runtime.registry import open_model, runner_class
 
     fmt, opts = case["format"], {}
     cls_opts = runner_class(fmt).OPTIONS
@@ -65,7 +65,7 @@ def _adapter(case: dict, threads: int) -> Opened:
     used = threads
     notes = []
     if fmt == "tfjs":
-        from runtime.tfjs import get_server
+        from edgekit.runtime.tfjs import get_server
 
         opts["backend"] = case["backend"]
         get_server(case["backend"])  # the shared Node process starts outside the load timing
@@ -88,7 +88,7 @@ def _raw_tflite(case: dict, threads: int) -> Opened:
 
         desc = "ai-edge-litert Interpreter (raw)"
     except ImportError:
-        from runtime.tflite import interpreter_class
+        from edgekit.runtime.tflite import interpreter_class
 
         Interpreter, desc = interpreter_class()
         desc += " (raw)"
@@ -224,7 +224,7 @@ def measure(case: dict, threads: int, budget: timing.Budget) -> dict:
     x1, xn = load_inputs(case["inputs_file"])
     rows = len(next(iter(xn.values())))
     if case["runner"] == "raw" and case["format"] == "tfjs":
-        from bench.tfjs_raw import measure_in_node
+        from edgekit.bench.tfjs_raw import measure_in_node
 
         return measure_in_node(case, budget)
     opened = open_case(case, threads)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 THROUGHPUT_ROWS = 1024
 FOREIGN_SEED = 0

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.inputs import write_inputs
-from edgekit.errors import EdgekitError, InputError
-from runtime import manifest as mf
-from runtime.verify import REFERENCE_NAME, TFJS_BACKENDS, find_manifests
+from edgekit.bench.inputs import write_inputs
+from edgekit.core.errors import EdgekitError, InputError
+from edgekit.parity.verify import REFERENCE_NAME, TFJS_BACKENDS, find_manifests
+from edgekit.runtime import manifest as mf
 
 COREML_NOTE = ("reference evaluator: edgekit's numpy walk of the ML Program, for parity only; "
                "its speed says nothing about Core ML on an iPhone or a Mac")

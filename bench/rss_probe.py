@@ -1,4 +1,4 @@
-"""``python -m bench.rss_probe CASE.json --threads N``: peak RSS of a process that only runs one model.
+"""``python -m edgekit.bench.rss_probe CASE.json --threads N``: peak RSS of a process that only runs one model.
 
 The probe loads the case (nothing else is imported beyond what that case needs: numpy, the
 runtime, edgekit's adapter for adapter rows, TensorFlow only for the baselines), runs it at
@@ -22,7 +22,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.rss_probe")
+    ap = argparse.ArgumentParser(prog="python -m edgekit.bench.rss_probe")
     ap.add_argument("case")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -31,20 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.case) as fh:
         case = json.load(fh)
     if case["runner"] == "raw" and case["format"] == "tfjs":
-        from bench.tfjs_raw import run_node
-        from bench.timing import Budget
+        from edgekit.bench.tfjs_raw import run_node
+        from edgekit.bench.timing import Budget
 
         reply = run_node(case, Budget(), mode="rss")
         kb = int(reply["maxrss_kb"])
         print(json.dumps({"self_kb": None, "children_kb": kb, "peak_rss_bytes": kb * 1024,
                           "what": "node process alone"}))
         return 0
-    from bench.cases import run_once
+    from edgekit.bench.cases import run_once
 
     run_once(case, args.threads)
     what = "python process"
     if case["format"] == "tfjs":
-        from runtime.tfjs import close_servers
+        from edgekit.runtime.tfjs import close_servers
 
         close_servers()
         what = "python process + node process"

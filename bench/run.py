@@ -1,9 +1,9 @@
 """Run a benchmark: plan the cases, time them per thread setting, probe memory, write ``bench.json``.
 
-Each thread setting runs in its own worker process (:mod:`bench.worker`) so that BLAS,
+Each thread setting runs in its own worker process (:mod:`edgekit.bench.worker`) so that BLAS,
 OpenMP and TensorFlow thread pools can be pinned before they exist; a worker that dies (a
 native crash) costs only the case it was running, which gets an ``error`` row, and a new
-worker carries on with the rest. Peak RSS comes from one :mod:`bench.rss_probe` process per
+worker carries on with the rest. Peak RSS comes from one :mod:`edgekit.bench.rss_probe` process per
 case (run with 1 thread; memory barely depends on the pool size), two probes at a time after
 all timing is done so they never disturb it.
 
@@ -36,17 +36,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from bench import checks as bchecks
-from bench import plan
-from bench.cases import thread_env
-from bench.inputs import THROUGHPUT_ROWS
-from bench.timing import Budget
-from bench.worker import read_records
-from edgekit import __version__
-from edgekit.errors import UsageError
-from edgekit.fsutil import write_json
+from edgekit.bench import checks as bchecks
+from edgekit.bench import plan
+from edgekit.bench.cases import thread_env
+from edgekit.bench.inputs import THROUGHPUT_ROWS
+from edgekit.bench.timing import Budget
+from edgekit.bench.worker import read_records
+from edgekit.core.errors import UsageError
+from edgekit.core.fsutil import write_json
+from edgekit.core.text import tail
+from edgekit.core.version import __version__
 
 SCHEMA = "edgekit.bench/1"
+NO_STDERR = "(no stderr)"
 THREAD_MODES = ("1", "all")
 ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "note", "threads",
             "threads_used", "status", "error", "runtime", "load_s", "latency", "throughput", "size_bytes",
@@ -73,16 +75,9 @@ def thread_count(mode: str) -> int:
 
 
 def _child_env(threads: int) -> dict[str, str]:
-    repo = str(Path(__file__).resolve().parents[1])
-    pp = os.environ.get("PYTHONPATH")
+    # the workers run the installed edgekit (python -m edgekit.bench.worker): no PYTHONPATH needed
     return {**os.environ, **thread_env(threads), "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-            "PYTHONPATH": repo + (os.pathsep + pp if pp else "")}
-
-
-def _tail(text: str, n: int = 6) -> str:
-    lines = [s for s in text.strip().splitlines() if s.strip()]
-    return " | ".join(lines[-n:]) or "(no stderr)"
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
 
 
 def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
@@ -94,7 +89,7 @@ def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
     results: dict[str, dict] = {}
     remaining = list(cases)
     while remaining:
-        cmd = [sys.executable, "-m", "bench.worker", str(cases_file), str(out), "--threads", str(threads),
+        cmd = [sys.executable, "-m", "edgekit.bench.worker", str(cases_file), str(out), "--threads", str(threads),
                "--budget", json.dumps(dataclasses.asdict(budget))]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env=_child_env(threads))
@@ -112,10 +107,11 @@ def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
             break
         if started is None or started in done:  # died before starting anything: give up on the rest
             for c in remaining:
-                results[c["key"]] = {"error": f"benchmark worker exited with {proc.returncode}: {_tail(err)}"}
+                results[c["key"]] = {"error": f"benchmark worker exited with {proc.returncode}: "
+                                              f"{tail(err, empty=NO_STDERR)}"}
             break
         results[started] = {"error": f"benchmark worker crashed on this case (exit {proc.returncode}): "
-                                     f"{_tail(err)}"}
+                                     f"{tail(err, empty=NO_STDERR)}"}
         with open(out, "a") as fh:
             fh.write(json.dumps({"key": started, "error": results[started]["error"]}) + "\n")
         log(f"  worker crashed on {started}; restarting on the remaining cases")
@@ -124,20 +120,20 @@ def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
 
 
 def probe_rss(case: dict, work: Path, threads: int = 1) -> dict:
-    """Peak RSS of a fresh process that only loads and runs ``case`` (see :mod:`bench.rss_probe`)."""
+    """Peak RSS of a fresh process that only loads and runs ``case`` (see :mod:`edgekit.bench.rss_probe`)."""
     f = work / f"probe-{abs(hash(case['key']))}.json"
     f.write_text(json.dumps(case))
     try:
-        r = subprocess.run([sys.executable, "-m", "bench.rss_probe", str(f), "--threads", str(threads)],
+        r = subprocess.run([sys.executable, "-m", "edgekit.bench.rss_probe", str(f), "--threads", str(threads)],
                            capture_output=True, text=True, env=_child_env(threads), timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return {"error": f"rss probe timed out after {PROBE_TIMEOUT_S} s"}
     if r.returncode != 0 or not r.stdout.strip():
-        return {"error": f"rss probe failed (exit {r.returncode}): {_tail(r.stderr, 3)}"}
+        return {"error": f"rss probe failed (exit {r.returncode}): {tail(r.stderr, 3, NO_STDERR)}"}
     try:
         return json.loads(r.stdout.strip().splitlines()[-1])
     except json.JSONDecodeError:
-        return {"error": f"rss probe printed no JSON: {_tail(r.stdout, 2)}"}
+        return {"error": f"rss probe printed no JSON: {tail(r.stdout, 2)}"}
 
 
 def _row(case: dict, mode: str, threads: int, rec: dict | None, rss: dict | None) -> dict:
@@ -217,3 +213,29 @@ def write(doc: dict, path: Path) -> Path:
     """Write bench.json atomically."""
     write_json(Path(path), doc)
     return Path(path)
+
+
+def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = None,
+          threads: str | tuple[str, ...] = THREAD_MODES, out: str | Path | None = None, rss: bool = True,
+          baselines: bool = True, log: Callable[[str], None] | None = None) -> dict:
+    """Benchmark every exported variant under ``path`` (the Python API: ``edgekit.bench(...)``).
+
+    Args:
+        path: an artifacts root, an example dir or an exports dir (or a list of them).
+        formats: only these formats (default None: all; the Keras/SavedModel baselines always run).
+        threads: ``"1"``, ``"all"`` or both (default both).
+        out: where to write bench.json (default None: nothing written).
+        rss: measure each case's peak RSS in a separate process (default True).
+        baselines: include the Keras and SavedModel baselines (default True).
+        log: progress sink (default None: silent).
+
+    Returns:
+        The bench.json document (``doc["rows"]``: one row per case and thread setting).
+    """
+    dirs = [Path(p) for p in (path if isinstance(path, list) else [path])]
+    modes = (threads,) if isinstance(threads, str) else tuple(threads)
+    doc = run(dirs, threads=modes, formats=formats, baselines=baselines, rss=rss,
+              log=log or (lambda _msg: None))
+    if out is not None:
+        write(doc, Path(out))
+    return doc

@@ -2,8 +2,8 @@
 
 The inputs are written as raw little-endian bytes plus a JSON spec; Node reports the load
 time, the batch-1 latency percentiles and the batch-N throughput (the same loop rules as
-:mod:`bench.timing`) and its own peak RSS. Node and the npm packages are found as the TF.js
-adapter finds them (``$EDGEKIT_NODE``, ``$EDGEKIT_NODE_MODULES`` or ``js/node_modules``).
+:mod:`edgekit.bench.timing`) and its own peak RSS. Node and the npm packages are found as the TF.js
+adapter finds them (``$EDGEKIT_NODE``, ``$EDGEKIT_NODE_MODULES`` or ``edgekit setup-js``'s cache).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench import timing
-from bench.inputs import load_inputs
-from edgekit.errors import DependencyError, RuntimeFailure
+from edgekit.bench import timing
+from edgekit.bench.inputs import load_inputs
+from edgekit.core.errors import DependencyError, RuntimeFailure
 
 SCRIPT = Path(__file__).with_name("tfjs_raw.cjs")
 TIMEOUT_S = 600
@@ -49,7 +49,7 @@ def run_node(case: dict, budget: timing.Budget, mode: str = "bench") -> dict:
         DependencyError: Node or the npm packages are missing, or the script is not installed.
         RuntimeFailure: Node failed (its stderr tail is in the message).
     """
-    from runtime.tfjs import node_executable, node_modules_dir
+    from edgekit.runtime.tfjs import node_executable, node_modules_dir
 
     backend = case["backend"] or "cpu"
     if not SCRIPT.is_file():

@@ -1,7 +1,7 @@
-"""``python -m bench.worker CASES.json OUT.jsonl --threads N --budget JSON``: time cases in one process.
+"""``python -m edgekit.bench.worker CASES.json OUT.jsonl --threads N --budget JSON``: time cases in one process.
 
-Started by :mod:`bench.run` once per thread setting, with BLAS/OpenMP/TensorFlow pinned to
-``N`` threads through the environment (:func:`bench.cases.thread_env`) before anything is
+Started by :mod:`edgekit.bench.run` once per thread setting, with BLAS/OpenMP/TensorFlow pinned to
+``N`` threads through the environment (:func:`edgekit.bench.cases.thread_env`) before anything is
 imported. For each case it appends ``{"start": key}`` and then ``{"key", "result"}`` or
 ``{"key", "error"}`` to OUT (flushed line by line), so a crash in a native runtime loses only
 the case in progress: the parent records it as an error and restarts the worker on the rest.
@@ -14,11 +14,6 @@ import argparse
 import json
 import os
 import sys
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= 800 else text[:800] + "..."
 
 
 def read_records(out: str):
@@ -39,7 +34,7 @@ def done_keys(out: str) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.worker")
+    ap = argparse.ArgumentParser(prog="python -m edgekit.bench.worker")
     ap.add_argument("cases")
     ap.add_argument("out")
     ap.add_argument("--threads", type=int, required=True)
@@ -48,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from bench import cases as bc
-    from bench.timing import Budget
-    from edgekit.errors import EdgekitError
+    from edgekit.bench import cases as bc
+    from edgekit.bench.timing import Budget
+    from edgekit.core.errors import EdgekitError
+    from edgekit.core.text import one_line
 
     budget = Budget(**json.loads(args.budget))
     with open(args.cases) as fh:
@@ -71,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             except EdgekitError as exc:
                 emit({"key": case["key"], "error": str(exc)})
             except Exception as exc:  # noqa: BLE001 - any runtime failure becomes this case's error row
-                emit({"key": case["key"], "error": _one_line(exc)})
+                emit({"key": case["key"], "error": one_line(exc, 800)})
     try:
-        from runtime.tfjs import close_servers
+        from edgekit.runtime.tfjs import close_servers
 
         close_servers()
     except ImportError:

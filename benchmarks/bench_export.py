@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         src = _source(args.source, tmp / "art")
         t_train = time.perf_counter() - t0  # quick training (if any) ran in another process
-        from export.api import export_model
+        from edgekit.export.api import export_model
 
         report = export_model(src, out=tmp / "exports")
         process_wall = time.perf_counter() - T_START - t_train

@@ -2,7 +2,7 @@
 
 For each regression example (``regression_deep``, ``regression_mlp``) and each format
 (TFLite, ONNX; fp32), one fresh process per measurement loads the exported model with
-``runtime.registry.open_model``, allocates the float32 input (N x 10), reads its current RSS
+``edgekit.runtime.registry.open_model``, allocates the float32 input (N x 10), reads its current RSS
 (``VmRSS``) and then runs ``Runner.predict``:
 
 * ``chunked``: the default (``chunk_rows`` = 4096 rows per runtime call);
@@ -54,7 +54,7 @@ def probe(model: Path, rows: int, mode: str, threads: int) -> dict:
     """One measurement, in this (fresh) process. Returns the figures in bytes and seconds."""
     import numpy as np
 
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     fmt = "tflite" if model.suffix == ".tflite" else "onnx"
     opts = {"num_threads": threads} if fmt == "tflite" else {"intra_op_num_threads": threads}

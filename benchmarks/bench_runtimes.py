@@ -7,7 +7,7 @@ Usage::
     .venv/bin/python benchmarks/bench_runtimes.py /tmp/bench-art [--repeat 200] [--threads both]
     .venv/bin/python benchmarks/bench_runtimes.py --from-json /tmp/bench-art/bench.json   # re-print
 
-Runs ``edgekit bench`` (:func:`bench.run.run`), writes ``bench.json`` (default DIR/bench.json)
+Runs ``edgekit bench`` (:func:`edgekit.bench.run.run`), writes ``bench.json`` (default DIR/bench.json)
 and prints, in Markdown: per example the Keras baselines against the fastest edge runtime;
 per format and precision the median over examples of p50/p99 latency, throughput, load time,
 peak RSS and size, adapter and raw call side by side; and the issue's targets with the
@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import checks as bchecks  # noqa: E402
-from bench.table import row_name, size  # noqa: E402
+from edgekit.bench import checks as bchecks  # noqa: E402
+from edgekit.report.bench_tables import row_name, size, summary  # noqa: E402
 
 
 def _p50(r: dict) -> float | None:
@@ -132,7 +132,7 @@ def render(doc: dict) -> str:
     for th in s["threads"]:
         lines += formats_table(rows, th) + [""]
     lines += overhead_table(checks) + [""] + size_table(checks) + [""]
-    lines += ["#### Targets (measured, not enforced)", "", "```"] + bchecks.summary(checks) + ["```", ""]
+    lines += ["#### Targets (measured, not enforced)", "", "```"] + summary(checks) + ["```", ""]
     errors = [r for r in rows if r["status"] != "ok"]
     if errors:
         lines += [f"#### Rows with errors ({len(errors)})", ""]
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         doc = json.loads(args.from_json.read_text())
     else:
-        from bench.run import run, write
-        from bench.timing import Budget
+        from edgekit.bench.run import run, write
+        from edgekit.bench.timing import Budget
 
         dirs = args.dirs or [REPO / "artifacts"]
         threads = ("1", "all") if args.threads == "both" else (args.threads,)

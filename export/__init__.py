@@ -1,5 +1,11 @@
-"""Exporters: one SavedModel to TFLite/LiteRT, Core ML, TensorFlow.js and ONNX.
+"""Exporters: one model to TFLite/LiteRT, Core ML, TensorFlow.js and ONNX.
 
-``export.registry`` is the one list of formats; ``export.api.export_model`` runs an
-export; ``export.cli`` adds ``edgekit export``. Nothing heavy is imported here.
+``edgekit.export(model_or_path, ...)`` (this package, called) runs
+:func:`edgekit.export.api.export`; :mod:`edgekit.export.registry` holds one exporter per
+format (the formats themselves are listed in :mod:`edgekit.core.formats`). Nothing heavy is
+imported here.
 """
+
+from edgekit.core.callmod import make_callable
+
+make_callable(__name__, "edgekit.export.api:export")

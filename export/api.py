@@ -24,12 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgekit import __version__
-from edgekit.errors import InputError, OutputError, UsageError
-from edgekit.fsutil import TMP_PREFIX, atomic_dir, clean_stale_tmp, sha256_tree, tree_size
-from export import registry
-from export import source as source_mod
-from export.base import ExportOptions, ExportReport, Precision, VariantResult
+from edgekit.core.errors import InputError, OutputError, UsageError
+from edgekit.core.fsutil import TMP_PREFIX, atomic_dir, clean_stale_tmp, sha256_tree, tree_size
+from edgekit.core.text import error_lines
+from edgekit.core.version import __version__
+from edgekit.export import registry
+from edgekit.export import source as source_mod
+from edgekit.export.base import ExportOptions, ExportReport, Precision, VariantResult
 
 OPSET_RANGE = (10, 18)  # tf2onnx 1.17 converts up to opset 18; quantize_dynamic needs >= 10
 CALIBRATION_HOW = ("--calibration FILE.npz (float32 arrays keyed by input name, shape (N, ...)) "
@@ -78,14 +79,6 @@ def _metadata(src) -> dict:
         elif src.task == "regression":
             meta["output_meaning"] = f"{out0}: predicted target, raw scale"
     return meta
-
-
-def _error_text(exc: BaseException, limit: int = 2000) -> str:
-    """The converter's message: the lines that say 'error' if there are any, else all; trimmed."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    errs = [ln for ln in lines if "error" in ln.lower()]
-    text = " | ".join(errs[:4] or lines[:3])
-    return f"{type(exc).__name__}: {text}"[:limit]
 
 
 @contextlib.contextmanager
@@ -212,7 +205,7 @@ def export_model(source: Path, out: Path | None = None, formats: list[str] | Non
             results.append(res)
             if progress is not None:
                 progress(res)
-        from runtime import manifest
+        from edgekit.runtime import manifest
 
         manifest.save(tmp / manifest.MANIFEST_NAME, {
             "edgekit_version": __version__,
@@ -249,7 +242,7 @@ def _run_variant(exp, src, prec: Precision, tmp: Path, options: ExportOptions, q
         elif target.exists():
             target.unlink()
         secs = round(time.perf_counter() - t0, 3)
-        return VariantResult(exp.name, prec.value, "failed", seconds=secs, error=_error_text(exc)), None
+        return VariantResult(exp.name, prec.value, "failed", seconds=secs, error=error_lines(exc)), None
     secs = round(time.perf_counter() - t0, 3)
     rel = produced.path.relative_to(tmp).as_posix()
     size, digest = tree_size(produced.path), sha256_tree(produced.path)
@@ -259,3 +252,37 @@ def _run_variant(exp, src, prec: Precision, tmp: Path, options: ExportOptions, q
              "metadata": produced.embedded_metadata, **produced.extra}
     return VariantResult(exp.name, prec.value, "ok", seconds=secs, path=rel, size_bytes=size,
                          sha256=digest), entry
+
+
+def export(model_or_path, out: str | Path | None = None, formats: list[str] | None = None,
+           precisions: list[str] | None = None, calibration: str | Path | None = None, *,
+           opset: int = 17, max_batch: int = 1024, quiet: bool = True, progress=None) -> ExportReport:
+    """Export a model to every chosen format and precision (the Python API: ``edgekit.export(...)``).
+
+    Args:
+        model_or_path: an ``artifacts/<example>`` directory or a SavedModel directory (a path or str).
+        out: export directory (default None: ``<example>/exports``, or ``<savedmodel>_exports``).
+        formats: format names from :data:`edgekit.core.formats.FORMATS` (default None: all).
+        precisions: precision names (default None: every precision each format supports).
+        calibration: representative data for int8, ``.npz`` keyed by input name (default None:
+            the example's ``calibration.npz``).
+        opset: ONNX opset (default 17).
+        max_batch: Core ML flexible batch upper bound (default 1024).
+        quiet: silence converter output (default True).
+        progress: optional ``callable(VariantResult)`` called after each variant.
+
+    Returns:
+        An :class:`~edgekit.export.base.ExportReport` (``bool(report)``: no variant failed).
+
+    Example::
+
+        import edgekit
+        report = edgekit.export("artifacts/moons_h3", formats=["tflite", "onnx"])
+        print(report.out_dir, [r.status for r in report.results])
+    """
+    if not isinstance(model_or_path, (str, os.PathLike)):
+        raise UsageError("edgekit.export needs a path", got=type(model_or_path).__name__,
+                         expected="an example directory or a SavedModel directory (str or Path)")
+    return export_model(Path(model_or_path), None if out is None else Path(out), formats, precisions,
+                        None if calibration is None else Path(calibration), opset, max_batch=max_batch,
+                        quiet=quiet, progress=progress)

@@ -3,43 +3,27 @@
 A format module (``export/tflite.py``, ...) subclasses :class:`Exporter`, declares its
 ``name``, the ``precisions`` it supports and where each variant goes inside the export
 directory, and implements :meth:`Exporter.export`. It registers itself with
-:func:`export.registry.register`. Heavy libraries (tensorflow, coremltools, ...) are
+:func:`edgekit.export.registry.register`. Heavy libraries (tensorflow, coremltools, ...) are
 imported inside ``export`` only, so importing this module (and the CLI) stays fast.
 """
 
 from __future__ import annotations
 
-import enum
 import importlib.metadata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from edgekit.core.formats import Precision
+
 if TYPE_CHECKING:  # pragma: no cover
-    from export.source import SourceModel
-
-
-class Precision(enum.StrEnum):
-    """Numeric precision of an exported variant.
-
-    ``fp32``: float weights and compute. ``fp16``: float16 weights (TFLite, TF.js) or
-    float16 compute (Core ML). ``int8_dynamic``: int8 weights, activations quantized on
-    the fly (TFLite dynamic range, onnxruntime ``quantize_dynamic``). ``int8``: full-integer
-    model with int8 input and output, calibrated on a representative dataset (TFLite).
-    ``uint8``: uint8 affine weight quantization (TF.js).
-    """
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8_DYNAMIC = "int8_dynamic"
-    INT8 = "int8"
-    UINT8 = "uint8"
+    from edgekit.export.source import SourceModel
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """Options shared by every exporter, validated once by :func:`export.api.export_model`.
+    """Options shared by every exporter, validated once by :func:`edgekit.export.api.export_model`.
 
     Attributes:
         opset: ONNX opset (default 17).
@@ -112,7 +96,7 @@ class VariantResult:
 
 @dataclass(frozen=True)
 class ExportReport:
-    """Result of :func:`export.api.export_model`.
+    """Result of :func:`edgekit.export.api.export_model`.
 
     Attributes:
         source: the SOURCE path given.
@@ -139,6 +123,21 @@ class ExportReport:
         """True if no variant failed (skipped variants do not count as failures)."""
         return not self.failures
 
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def out(self) -> Path:
+        """The export directory (same as ``out_dir``)."""
+        return self.out_dir
+
+    def to_dict(self) -> dict:
+        """A JSON-ready summary: source, export directory, seconds and one dict per variant."""
+        import dataclasses
+
+        return {"source": str(self.source), "out_dir": str(self.out_dir), "seconds": self.seconds,
+                "ok": self.ok, "results": [dataclasses.asdict(r) for r in self.results]}
+
 
 class Exporter(ABC):
     """One target format. Subclasses set the class attributes and implement :meth:`export`.
@@ -151,9 +150,9 @@ class Exporter(ABC):
     """
 
     name: ClassVar[str]
-    precisions: ClassVar[tuple]
+    precisions: ClassVar[tuple]  # = SPECS[name].precisions (edgekit.core.formats)
     converter: ClassVar[str]
-    calibrated: ClassVar[tuple] = ()
+    calibrated: ClassVar[tuple] = ()  # = SPECS[name].calibrated
 
     def relpath(self, precision: Precision) -> str:
         """Where a variant goes, relative to the export directory (POSIX)."""

@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from export.base import Exporter, ExportOptions, Precision, Produced, tensor_info
-from export.registry import register
+from edgekit.core.formats import SPECS
+from edgekit.export.base import Exporter, ExportOptions, Precision, Produced, tensor_info
+from edgekit.export.registry import register
 
 
 @register
@@ -30,14 +31,14 @@ class CoreMLExporter(Exporter):
     """ML Program packages under ``coreml/model_<precision>.mlpackage``."""
 
     name = "coreml"
-    precisions = (Precision.FP32, Precision.FP16)
+    precisions = SPECS["coreml"].precisions
     converter = "coremltools"
 
     def relpath(self, precision: Precision) -> str:
         return f"coreml/model_{Precision(precision).value}.mlpackage"
 
     def export(self, source, precision, out_dir: Path, options: ExportOptions) -> Produced:
-        from edgekit.errors import require
+        from edgekit.core.errors import require
 
         for noisy in ("coremltools", "coremltools.converters"):
             logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -1,6 +1,6 @@
 """The one list of export formats.
 
-Each format module registers its :class:`export.base.Exporter` subclass with the
+Each format module registers its :class:`edgekit.export.base.Exporter` subclass with the
 :func:`register` decorator (duplicate names are refused). The CLI choices, the README
 table and the test matrix all read :func:`formats`. Format modules import only the
 standard library at module level, so listing formats is fast.
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import importlib
 
-from edgekit.errors import UsageError
-from export.base import Exporter, Precision
+from edgekit.core.errors import UsageError
+from edgekit.core.formats import SPECS
+from edgekit.export.base import Exporter, Precision
 
 # Modules holding exporters, imported by :func:`formats` in this (default) order.
-FORMAT_MODULES = ("export.tflite", "export.coreml", "export.tfjs", "export.onnx")
+FORMAT_MODULES = tuple(f"edgekit.export.{name}" for name in SPECS)
 
 _REGISTRY: dict[str, Exporter] = {}
 
@@ -34,6 +35,13 @@ def register(cls: type[Exporter]) -> type[Exporter]:
     if bad or not cls.precisions:
         raise ValueError(f"format {name!r} declares invalid precisions {bad or '(none)'}; "
                          f"valid: {[p.value for p in Precision]}")
+    spec = SPECS.get(name)
+    if spec is None:
+        raise ValueError(f"export format {name!r} is not listed in edgekit.core.formats.SPECS "
+                         f"(valid: {', '.join(SPECS)}): add it there first")
+    if tuple(cls.precisions) != spec.precisions or tuple(cls.calibrated) != spec.calibrated:
+        raise ValueError(f"format {name!r} declares precisions {cls.precisions} / calibrated {cls.calibrated}, "
+                         f"but edgekit.core.formats lists {spec.precisions} / {spec.calibrated}")
     _REGISTRY[name] = cls()
     return cls
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InputError
-from edgekit.fsutil import sha256_tree
-from export.base import tensor_info
+from edgekit.core.errors import InputError
+from edgekit.core.fsutil import sha256_tree
+from edgekit.core.text import one_line
+from edgekit.export.base import tensor_info
 
 SOURCE_EXPECTED = ("an artifacts/<example> directory (with saved_model/1 and example.json) "
                    "or a SavedModel directory")
@@ -125,11 +126,6 @@ class SourceModel:
         return {k: v.numpy() for k, v in out.items()}
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
 def open_source(path: Path) -> SourceModel:
     """Load and validate SOURCE (imports TensorFlow).
 
@@ -144,14 +140,14 @@ def open_source(path: Path) -> SourceModel:
         try:
             example = json.loads((example_dir / "example.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise InputError("example.json is unreadable", got=_first_line(exc),
+            raise InputError("example.json is unreadable", got=one_line(exc, 300),
                              expected="the JSON file edgekit train writes") from exc
     import tensorflow as tf
 
     try:
         loaded = tf.saved_model.load(str(sm_dir))
     except Exception as exc:  # TF raises many types for a corrupt or foreign directory
-        raise InputError("cannot load SavedModel", got=f"{sm_dir}: {_first_line(exc)}",
+        raise InputError("cannot load SavedModel", got=f"{sm_dir}: {one_line(exc, 300)}",
                          expected="a TensorFlow 2 SavedModel") from exc
     sigs = dict(getattr(loaded, "signatures", {}) or {})
     if "serving_default" in sigs:
@@ -228,7 +224,7 @@ def load_calibration(source: SourceModel, path: Path | None) -> tuple[dict, str]
             with np.load(path, allow_pickle=False) as z:
                 raw = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
-        raise InputError("calibration file is unreadable", got=f"{path}: {_first_line(exc)}",
+        raise InputError("calibration file is unreadable", got=f"{path}: {one_line(exc, 300)}",
                          expected=how) from exc
     if len(names) == 1 and names[0] not in raw and len(raw) == 1:
         raw = {names[0]: next(iter(raw.values()))}

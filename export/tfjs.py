@@ -22,8 +22,9 @@ import json
 import os
 from pathlib import Path
 
-from export.base import Exporter, ExportOptions, Precision, Produced, tensor_info
-from export.registry import register
+from edgekit.core.formats import SPECS
+from edgekit.export.base import Exporter, ExportOptions, Precision, Produced, tensor_info
+from edgekit.export.registry import register
 
 _QUANT = {Precision.FP32: None, Precision.FP16: {"float16": True}, Precision.UINT8: {"uint8": True}}
 
@@ -146,14 +147,14 @@ class TFJSExporter(Exporter):
     """Graph models under ``tfjs/<precision>/model.json`` (+ ``group1-shard*.bin``)."""
 
     name = "tfjs"
-    precisions = (Precision.FP32, Precision.FP16, Precision.UINT8)
+    precisions = SPECS["tfjs"].precisions
     converter = "tensorflowjs"
 
     def relpath(self, precision: Precision) -> str:
         return f"tfjs/{Precision(precision).value}"
 
     def export(self, source, precision, out_dir: Path, options: ExportOptions) -> Produced:
-        from edgekit.errors import require
+        from edgekit.core.errors import require
 
         # tensorflow_decision_forests (imported by tensorflowjs) imports IPython to greet the
         # user whenever sys.stdout is not the real terminal (pytest, redirected output).

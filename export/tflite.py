@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from export.base import Exporter, ExportOptions, Precision, Produced, tensor_info
-from export.registry import register
+from edgekit.core.formats import SPECS
+from edgekit.export.base import Exporter, ExportOptions, Precision, Produced, tensor_info
+from edgekit.export.registry import register
 
 METADATA_NAME = "edgekit"
 
@@ -81,9 +82,9 @@ class TFLiteExporter(Exporter):
     """TFLite flatbuffers under ``tflite/model_<precision>.tflite``."""
 
     name = "tflite"
-    precisions = (Precision.FP32, Precision.FP16, Precision.INT8_DYNAMIC, Precision.INT8)
+    precisions = SPECS["tflite"].precisions
     converter = "tensorflow"
-    calibrated = (Precision.INT8,)
+    calibrated = SPECS["tflite"].calibrated
 
     def relpath(self, precision: Precision) -> str:
         return f"tflite/model_{Precision(precision).value}.tflite"

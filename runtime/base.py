@@ -6,7 +6,7 @@ metadata (names, rank, shape, dtype, non-empty batch), splits large batches into
 chunks, calls the adapter's ``_predict_impl`` per chunk and returns a dict keyed by
 output name. Adapters implement only ``_load``, ``_predict_impl`` and ``_close``::
 
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
     with open_model("exports/model_fp32.tflite") as runner:
         print(runner.runtime_name, runner.inputs, runner.outputs)
         out = runner.predict(x)          # x: float32 (N, F) array, or {"features": x}
@@ -26,7 +26,8 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from edgekit.errors import EdgekitError, InputError, RuntimeFailure, UsageError
+from edgekit.core.errors import EdgekitError, InputError, RuntimeFailure, UsageError
+from edgekit.core.text import one_line
 
 #: rows per ``_predict_impl`` call when ``predict(batch_size=None)``: bounds peak memory of
 #: every runtime's intermediate tensors while keeping per-call overhead negligible.
@@ -153,6 +154,7 @@ class Runner(abc.ABC):
         #: largest batch the loaded model accepts per call (e.g. a Core ML range bound), or None.
         self.max_batch: int | None = None
         self._loaded = False
+        self._spec_cache: tuple[Any, Any] | None = None
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -180,7 +182,7 @@ class Runner(abc.ABC):
         except Exception as exc:
             self._safe_close()
             raise RuntimeFailure(f"{self.format} runtime could not load {self.path}",
-                                 got=f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                                 got=one_line(exc)) from exc
         if not self.inputs or not self.outputs:
             self._safe_close()
             raise RuntimeFailure(f"{self.format} model declares no inputs or no outputs",
@@ -258,7 +260,7 @@ class Runner(abc.ABC):
             raise
         except Exception as exc:
             raise RuntimeFailure(f"{self.runtime_name} failed on {self.path.name}",
-                                 got=f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                                 got=one_line(exc)) from exc
         missing = [o.name for o in self.outputs if o.name not in raw]
         if missing:
             raise RuntimeFailure(f"{self.runtime_name} did not return every output", got=sorted(raw),
@@ -276,7 +278,7 @@ class Runner(abc.ABC):
 
     def _specs(self) -> list[tuple]:
         """Per input: (info, accepted dtypes as np.dtype, rank, [(axis, size) fixed]); built once."""
-        if getattr(self, "_spec_cache", None) is None or self._spec_cache[0] is not self.inputs:
+        if self._spec_cache is None or self._spec_cache[0] is not self.inputs:
             specs = [(info, tuple(np.dtype(d) for d in self._accepted_dtypes(info)), len(info.shape),
                       [(i, e) for i, e in enumerate(info.shape) if e is not None]) for info in self.inputs]
             self._spec_cache = (self.inputs, specs)
@@ -341,11 +343,6 @@ class Runner(abc.ABC):
     def _close(self) -> None:
         """Release resources; called at most once per successful load (and after a failed one)."""
         return None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 600 else text[:600] + "..."
 
 
 def package_version(dist: str) -> str:

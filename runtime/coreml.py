@@ -3,7 +3,7 @@
 Core ML cannot run on Linux (coremltools' ``MLModel.predict`` needs macOS's framework). Off
 macOS the ``.mlpackage``'s ML Program is read back with
 ``coremltools.converters.mil.frontend.milproto`` and executed op by op in numpy with the
-program's own dtypes (see :mod:`runtime.coreml_ops`); ``runtime_name`` says which one ran:
+program's own dtypes (see :mod:`edgekit.runtime.coreml_ops`); ``runtime_name`` says which one ran:
 ``"coremltools MLModel (macOS)"`` or ``"coreml numpy reference evaluator (fp16|fp32)"``.
 
 Note: coremltools imports TensorFlow at its own import when TensorFlow is installed (its
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import DependencyError, InputError, UsageError
-from runtime.base import Runner, TensorInfo, package_version
-from runtime.registry import register
+from edgekit.core.errors import DependencyError, InputError, UsageError
+from edgekit.runtime.base import Runner, TensorInfo, package_version
+from edgekit.runtime.registry import register
 
 EVALUATORS = ("auto", "native", "reference")
 #: Core ML feature array dtypes (ArrayFeatureType.ArrayDataType names) -> numpy.
@@ -77,7 +77,7 @@ def _check_confined(package: Path) -> None:
     """
     if not package.is_dir():
         return
-    from runtime.manifest import confined
+    from edgekit.runtime.manifest import confined
 
     try:
         items = json.loads((package / "Manifest.json").read_text())["itemInfoEntries"]
@@ -142,7 +142,7 @@ class CoreMLRunner(Runner):
     def _load_reference(self, ct) -> None:
         from coremltools.converters.mil.frontend.milproto import load as milproto_load
 
-        from runtime.coreml_ops import MilEvaluator
+        from edgekit.runtime.coreml_ops import MilEvaluator
 
         model = ct.models.MLModel(str(self.path), skip_model_load=True)
         spec = model.get_spec()

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgekit.errors import RuntimeFailure
+from edgekit.core.errors import RuntimeFailure
 
 MIL_DTYPES = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64, "int8": np.int8,
               "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16, "int32": np.int32,
@@ -267,7 +267,7 @@ class MilEvaluator:
             raise RuntimeFailure(
                 f"Core ML reference evaluator does not implement the operation(s) {', '.join(unsupported)}",
                 got=f"ops {unsupported} in {function}",
-                expected=f"only the {len(OPS) + 2} ops of runtime.coreml_ops.OPS (+ const, cast)")
+                expected=f"only the {len(OPS) + 2} ops of edgekit.runtime.coreml_ops.OPS (+ const, cast)")
         if any(op.blocks for op in fn.operations):
             raise RuntimeFailure("Core ML reference evaluator does not run control flow (nested blocks)",
                                  got=[op.op_type for op in fn.operations if op.blocks])

@@ -3,7 +3,7 @@
 Written by ``export`` (last, atomically) and read by ``runtime`` before any file is
 loaded. Paths are POSIX, relative to the manifest's directory and must stay inside
 it; each entry's sha256 covers a file, or a directory tree (relative names and
-file digests, sorted: see :func:`edgekit.fsutil.sha256_tree`).
+file digests, sorted: see :func:`edgekit.core.fsutil.sha256_tree`).
 
 Schema ``edgekit.manifest/1``::
 
@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from edgekit.errors import InputError, IntegrityError
-from edgekit.fsutil import sha256_tree, write_json
+from edgekit.core.errors import InputError, IntegrityError
+from edgekit.core.fsutil import sha256_tree, write_json
+from edgekit.core.paths import PathEscape, confine
 
 SCHEMA = "edgekit.manifest/1"
 MANIFEST_NAME = "manifest.json"
@@ -35,24 +36,23 @@ ARTIFACT_KEYS = ("format", "precision", "path", "size_bytes", "sha256", "inputs"
 
 
 def confined(root: Path, rel: str) -> Path:
-    """Resolve ``rel`` under ``root``, refusing absolute paths, ``..`` and symlink escapes.
+    """Resolve ``rel`` under ``root``, refusing absolute paths, ``..`` and symlink escapes
+    (:func:`edgekit.core.paths.confine`).
 
     Raises:
         InputError: if the path would leave ``root``.
     """
-    p = PurePosixPath(rel)
-    if not rel or p.is_absolute() or rel.startswith(("/", "\\")) or ":" in p.parts[0]:
-        raise InputError("manifest path must be relative to the manifest", got=rel,
-                         expected="a relative path inside the manifest's directory")
-    if any(part == ".." for part in p.parts):
-        raise InputError("manifest path escapes the manifest's directory", got=rel,
-                         expected="a relative path without '..'")
-    root_real = Path(root).resolve()
-    full = (Path(root) / p).resolve()
-    if full != root_real and root_real not in full.parents:
-        raise InputError("manifest path resolves outside the manifest's directory (symlink?)",
-                         got=f"{rel} -> {full}", expected=f"a path inside {root_real}")
-    return full
+    try:
+        return confine(root, rel)
+    except PathEscape as exc:
+        if exc.reason == "'..' segment":
+            raise InputError("manifest path escapes the manifest's directory", got=rel,
+                             expected="a relative path without '..'") from None
+        if exc.resolved is not None:
+            raise InputError("manifest path resolves outside the manifest's directory (symlink?)",
+                             got=f"{rel} -> {exc.resolved}", expected=f"a path inside {Path(root).resolve()}") from None
+        raise InputError(f"manifest path must be relative to the manifest ({exc.reason})", got=rel,
+                         expected="a relative path inside the manifest's directory") from None
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.errors import DependencyError
-from runtime.base import Runner, TensorInfo
-from runtime.registry import register
+from edgekit.core.errors import DependencyError
+from edgekit.runtime.base import Runner, TensorInfo
+from edgekit.runtime.registry import register
 
 #: onnxruntime type strings -> numpy dtype names.
 ORT_DTYPES = {
@@ -28,7 +28,7 @@ ORT_DTYPES = {
 def _info(node) -> TensorInfo:
     dtype = ORT_DTYPES.get(node.type)
     if dtype is None:
-        from edgekit.errors import RuntimeFailure
+        from edgekit.core.errors import RuntimeFailure
 
         raise RuntimeFailure(f"ONNX tensor {node.name!r} has an unsupported type", got=node.type,
                              expected=sorted(ORT_DTYPES))

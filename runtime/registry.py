@@ -11,13 +11,16 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InputError, UsageError
-from runtime.base import Runner
+from edgekit.core.errors import InputError, UsageError
+from edgekit.core.formats import FORMATS, REFERENCE_FORMATS
+from edgekit.runtime.base import Runner
 
 RUNNERS: dict[str, type[Runner]] = {}
 
 #: adapter modules imported (in this order) to fill RUNNERS.
-ADAPTER_MODULES = ("runtime.tflite", "runtime.onnx", "runtime.tfjs", "runtime.coreml", "runtime.savedmodel")
+#: the reference runners (SavedModel, Keras) need TensorFlow and live above, in
+#: :mod:`edgekit.parity.reference`, which registers them here when imported.
+ADAPTER_MODULES = ("edgekit.runtime.tflite", "edgekit.runtime.onnx", "edgekit.runtime.tfjs", "edgekit.runtime.coreml")
 
 
 def register(cls: type[Runner]) -> type[Runner]:
@@ -30,6 +33,9 @@ def register(cls: type[Runner]) -> type[Runner]:
         raise UsageError("only Runner subclasses can be registered", got=cls, expected="a Runner subclass")
     if not cls.format:
         raise UsageError(f"{cls.__name__} has no format name", expected="a non-empty `format` ClassVar")
+    if cls.format not in FORMATS + REFERENCE_FORMATS:
+        raise UsageError(f"{cls.__name__} is for a format edgekit.core.formats does not list", got=cls.format,
+                         expected=list(FORMATS + REFERENCE_FORMATS))
     existing = RUNNERS.get(cls.format)
     if existing is not None and existing is not cls:
         raise UsageError(f"runtime format {cls.format!r} is already registered",
@@ -47,6 +53,9 @@ def runner_class(fmt: str) -> type[Runner]:
     try:
         return RUNNERS[fmt]
     except KeyError:
+        if fmt in REFERENCE_FORMATS:
+            raise UsageError(f"the {fmt} runner is not loaded (it needs TensorFlow)", got=fmt,
+                             expected="import edgekit.parity.reference first, or use edgekit.load()") from None
         raise UsageError("unknown model format", got=fmt, expected=sorted(RUNNERS)) from None
 
 

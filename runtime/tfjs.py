@@ -7,8 +7,8 @@ survive), never one process or one request per row. The processes are closed at 
 Node's stderr is kept (last lines) and put into every error.
 
 Node is found as ``$EDGEKIT_NODE`` or ``node`` on PATH; the npm packages in
-``$EDGEKIT_NODE_MODULES`` or ``<repo>/js/node_modules`` (``make setup`` or
-``cd js && npm ci``). In a browser the same model runs with::
+``$EDGEKIT_NODE_MODULES`` or the user cache that ``edgekit setup-js`` fills (:mod:`edgekit.runtime.jsdeps`).
+In a browser the same model runs with::
 
     const model = await tf.loadGraphModel("model/model.json");
     const y = await model.executeAsync({features: tf.tensor2d(x)}, ["output_0"]);
@@ -30,14 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import DependencyError, InputError, RuntimeFailure, UsageError
-from runtime.base import Runner, TensorInfo
-from runtime.registry import register
+from edgekit.core.errors import DependencyError, InputError, RuntimeFailure, UsageError
+from edgekit.runtime.base import Runner, TensorInfo
+from edgekit.runtime.jsdeps import INSTALL_HINT, node_modules_dir
+from edgekit.runtime.registry import register
 
 RUNNER_JS = Path(__file__).with_name("tfjs_runner.cjs")
 BACKENDS = ("cpu", "wasm")
-NPM_PACKAGES = {"cpu": ("@tensorflow/tfjs",), "wasm": ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm")}
-INSTALL_HINT = "make setup (or: cd js && npm ci)"
 WIRE_DTYPES = ("float32", "int32", "bool")
 _PREFIX = struct.Struct("<II")
 
@@ -53,21 +52,6 @@ def node_executable() -> str:
         raise DependencyError("Node.js is needed to run TF.js models", got=node or "no `node` on PATH",
                               expected=f"Node.js >= 20 on PATH (or $EDGEKIT_NODE), then {INSTALL_HINT}")
     return node
-
-
-def node_modules_dir(backend: str = "cpu") -> Path:
-    """The ``node_modules`` holding the TF.js packages the backend needs.
-
-    Raises:
-        DependencyError: a package is missing.
-    """
-    env = os.environ.get("EDGEKIT_NODE_MODULES")
-    root = Path(env) if env else Path(__file__).resolve().parent.parent / "js" / "node_modules"
-    for pkg in NPM_PACKAGES[backend]:
-        if not (root / pkg / "package.json").is_file():
-            raise DependencyError(f"npm package {pkg} is missing for the TF.js {backend} backend",
-                                  got=f"nothing at {root / pkg}", expected=INSTALL_HINT)
-    return root
 
 
 class NodeServer:

@@ -25,16 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import DependencyError, InputError
-from runtime.base import Runner, TensorInfo, package_version
-from runtime.registry import register
+from edgekit.core.errors import DependencyError, InputError
+from edgekit.runtime.base import Runner, TensorInfo, package_version
+from edgekit.runtime.registry import register
 
 
 def interpreter_class() -> tuple[Any, str]:
     """The best available Interpreter class and a description of it.
 
     Raises:
-        DependencyError: none of ai-edge-litert, tflite-runtime or tensorflow is importable.
+        DependencyError: neither ai-edge-litert nor tflite-runtime is importable. (TensorFlow's own
+            ``tf.lite.Interpreter`` is not used: the device side never imports TensorFlow.)
     """
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -46,12 +47,6 @@ def interpreter_class() -> tuple[Any, str]:
         from tflite_runtime.interpreter import Interpreter
 
         return Interpreter, f"tflite-runtime {package_version('tflite-runtime')}"
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-
-        return tf.lite.Interpreter, f"tensorflow {tf.__version__} tf.lite"
     except ImportError as exc:
         raise DependencyError("no TFLite interpreter is installed", got=str(exc),
                               expected="pip install ai-edge-litert (or make setup)") from exc

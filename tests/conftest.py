@@ -53,8 +53,8 @@ def quick_example(shared_dir):
         d = art / name
         with _Lock(shared_dir / f"train-{name}.lock"):
             if not (d / "example.json").exists():
-                from train.registry import select
-                from train.runner import train_examples
+                from edgekit.train.registry import select
+                from edgekit.train.runner import train_examples
 
                 train_examples(select([name]), art, seed=0, quick=True, log=lambda *a, **k: None)
         return d

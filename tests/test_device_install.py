@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_base_install_verifies_without_tensorflow(tmp_path, quick_example):
-    from export.api import export_model
+    from edgekit.export.api import export_model
 
     art = tmp_path / "art"
     shutil.copytree(quick_example("moons_h3"), art / "moons_h3")
@@ -26,7 +26,7 @@ def test_base_install_verifies_without_tensorflow(tmp_path, quick_example):
                     "-c", str(REPO / "constraints.txt"), str(REPO)], check=True, cwd=tmp_path)
     listed = subprocess.run([str(py), "-m", "pip", "list"], capture_output=True, text=True).stdout.lower()
     assert "tensorflow" not in listed and "keras" not in listed
-    r = subprocess.run([str(py), "-m", "runtime", "verify", str(art)], capture_output=True, text=True,
+    r = subprocess.run([str(py), "-m", "edgekit.runtime", "verify", str(art)], capture_output=True, text=True,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "6 rows: 6 pass" in r.stdout

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import __version__
-from edgekit.fsutil import write_json
+from edgekit.core.fsutil import write_json
+from edgekit.core.version import __version__
 
 INPUT_NAME = "features"
 EXTRA_ROWS = 64          # seeded extra golden rows spanning the input range

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.common import TrainContext, TrainResult, seed_everything
-from train.registry import register
+from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.registry import register
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 TARGETS = {"and": np.array([0, 0, 0, 1], np.float32), "or": np.array([0, 1, 1, 1], np.float32)}
@@ -43,8 +43,8 @@ def build_model():
 def train_gate(ctx: TrainContext, gate: str) -> TrainResult:
     import keras
 
-    from train.fit import fit
-    from train.plots import training_loss
+    from edgekit.train.fit import fit
+    from edgekit.train.plots import training_loss
 
     y = TARGETS[gate]
     epochs = ctx.epochs(EPOCHS, quick=20)

@@ -16,15 +16,15 @@ what we do instead:
   best: only the final refit of the best parameters checkpoints (ModelCheckpoint
   on val_loss, save_best_only), and that checkpoint is reloaded, evaluated and exported.
 
-Fits run through :func:`train.fit.fit` (same math as ``model.fit``, compiled epochs).
+Fits run through :func:`edgekit.train.fit.fit` (same math as ``model.fit``, compiled epochs).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from train.common import TrainContext, TrainResult, seed_everything
-from train.registry import register
+from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.registry import register
 
 PARAM_GRID = {
     "model__learning_rate": [0.01, 0.05, 0.1],
@@ -41,7 +41,7 @@ PATIENCE = 10
 def create_model(learning_rate: float = 0.01, dropout_rate: float = 0.2):
     import keras
 
-    from train.regression import deep_net
+    from edgekit.train.regression import deep_net
 
     model = deep_net(dropout=dropout_rate, name="grid_net")
     model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mean_squared_error")
@@ -56,8 +56,8 @@ _TRAINERS: dict = {}
 def _trainer(dropout: float, batch_size: int, capacity: int, val_capacity: int):
     import keras
 
-    from train.fit import Trainer
-    from train.regression import N_FEATURES, deep_net
+    from edgekit.train.fit import Trainer
+    from edgekit.train.regression import N_FEATURES, deep_net
 
     key = (dropout, batch_size, capacity, val_capacity)
     if key not in _TRAINERS:
@@ -70,7 +70,7 @@ def _wrapper_class():
     from scikeras.wrappers import KerasRegressor
 
     class FastKerasRegressor(KerasRegressor):
-        """KerasRegressor whose fits run a shared compiled :class:`train.fit.Trainer`.
+        """KerasRegressor whose fits run a shared compiled :class:`edgekit.train.fit.Trainer`.
 
         The scikeras-built model supplies the fresh initial weights and receives the
         trained ones; validation is the last 20% of the fit's own training rows.
@@ -109,7 +109,7 @@ def regression_grid(ctx: TrainContext) -> TrainResult:
     import keras
     from sklearn.model_selection import GridSearchCV
 
-    from train.regression import data, finish
+    from edgekit.train.regression import data, finish
 
     d = data()
     seed_everything(ctx.seed)

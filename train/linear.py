@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.common import TrainContext, TrainResult, seed_everything
-from train.registry import register
+from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.registry import register
 
 X = np.array([[1], [2], [3], [4], [5]], dtype=np.float32)
 Y = np.array([1, 3, 3, 2, 5], dtype=np.float32)
@@ -32,8 +32,8 @@ def lstsq(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def linear_regression(ctx: TrainContext) -> TrainResult:
     import keras
 
-    from train.fit import fit
-    from train.plots import predicted_vs_actual, training_loss
+    from edgekit.train.fit import fit
+    from edgekit.train.plots import predicted_vs_actual, training_loss
 
     seed_everything(ctx.seed)
     model = keras.Sequential([keras.Input((1,), name="features"),

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.common import TrainContext, TrainResult, seed_everything
-from train.registry import group_hook, register
+from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.registry import group_hook, register
 
 HIDDEN_SIZES = (1, 2, 3, 4, 5, 20, 50)
 EPOCHS = 2000
@@ -45,8 +45,8 @@ def build_model(hidden: int):
 def train_moons(ctx: TrainContext, hidden: int) -> TrainResult:
     import keras
 
-    from train.fit import fit
-    from train.plots import decision_boundary, training_loss
+    from edgekit.train.fit import fit
+    from edgekit.train.plots import decision_boundary, training_loss
 
     x_train, x_test, y_train, y_test = data()
     seed_everything(ctx.seed)
@@ -92,7 +92,7 @@ def sweep_figure(out: Path, names: list[str]) -> Path:
     """The tutorial's grid of decision boundaries, one panel per trained hidden size."""
     import keras
 
-    from train.plots import sweep_grid
+    from edgekit.train.plots import sweep_grid
 
     x_train, x_test, y_train, y_test = data()
     panels = []

@@ -11,10 +11,11 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from edgekit.errors import UsageError
+from edgekit.core.errors import UsageError
 
 # Modules holding examples, imported by :func:`load`.
-EXAMPLE_MODULES = ("train.gates", "train.linear", "train.moons", "train.regression", "train.grid")
+EXAMPLE_MODULES = ("edgekit.train.gates", "edgekit.train.linear", "edgekit.train.moons", "edgekit.train.regression",
+                   "edgekit.train.grid")
 
 TASKS = ("binary", "multiclass", "regression")
 

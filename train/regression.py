@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from train.common import TrainContext, TrainResult, seed_everything
-from train.registry import register
+from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.registry import register
 
 N_FEATURES = 10
 
@@ -73,7 +73,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 def finish(ctx: TrainContext, net, d: Data, name: str, hist, hyper: dict, extra: dict | None = None) -> TrainResult:
     """Wrap, evaluate on raw scale (test and train), plot, and build the result."""
-    from train.plots import predicted_vs_actual, training_loss
+    from edgekit.train.plots import predicted_vs_actual, training_loss
 
     model = serving_model(net, d, name)
     test = regression_metrics(d.y_test, model(d.x_test, training=False))
@@ -97,7 +97,7 @@ def finish(ctx: TrainContext, net, d: Data, name: str, hist, hyper: dict, extra:
 def regression_linear(ctx: TrainContext) -> TrainResult:
     import keras
 
-    from train.fit import fit
+    from edgekit.train.fit import fit
 
     d = data()
     seed_everything(ctx.seed)
@@ -131,7 +131,7 @@ def deep_net(dropout: float = 0.2, name: str = "deep_net"):
 def regression_deep(ctx: TrainContext) -> TrainResult:
     import keras
 
-    from train.fit import fit
+    from edgekit.train.fit import fit
 
     d = data()
     seed_everything(ctx.seed)
@@ -164,7 +164,7 @@ def regression_mlp(ctx: TrainContext) -> TrainResult:
     import keras
     from keras import layers
 
-    from train.fit import fit
+    from edgekit.train.fit import fit
 
     d = data()
     seed_everything(ctx.seed)

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.errors import OutputError
-from edgekit.fsutil import atomic_dir, clean_stale_tmp, ensure_writable_dir
-from train.registry import GROUP_HOOKS, Example
+from edgekit.core.errors import OutputError
+from edgekit.core.fsutil import atomic_dir, clean_stale_tmp, ensure_writable_dir
+from edgekit.train.registry import GROUP_HOOKS, Example
 
 
 @dataclass
@@ -103,7 +103,7 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
 def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log, tag: str = "") -> list[Outcome]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from train.common import _quiet  # imports numpy only
+    from edgekit.train.common import _quiet  # imports numpy only
 
     outcomes: list[Outcome] = []
     # TensorFlow's C++ chatter (CUDA probing, XLA service lines) goes to <out>/train.log, not the
@@ -116,7 +116,7 @@ def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log,
 
 
 def _train_one(ex: Example, i: int, total: int, out: Path, seed: int, quick: bool, log, tag: str) -> Outcome:
-    from train.common import TrainContext, write_artifact
+    from edgekit.train.common import TrainContext, write_artifact
 
     log(f"{tag}[{i}/{total}] {ex.name}: {ex.summary}")
     t0 = time.perf_counter()
@@ -132,7 +132,7 @@ def _train_one(ex: Example, i: int, total: int, out: Path, seed: int, quick: boo
 
 
 def _worker(names: list[str], out: str, seed: int, quick: bool, tag: str) -> list[Outcome]:
-    from train.registry import select
+    from edgekit.train.registry import select
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -182,13 +182,10 @@ def format_summary(outcomes: list[Outcome], total: float) -> str:
     def met(o: Outcome) -> str:
         return "-" if o.met is None else ("yes" if o.met else "NO")
 
-    rows = [("example", "metric", "value", "seconds", "quality bar", "met")]
-    rows += [(o.name, o.metric, value(o.value), f"{o.seconds:.1f}", o.quality or "-", met(o)) for o in outcomes]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    right = {2, 3}
-    lines = ["  ".join(c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip()
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    from edgekit.core.table import render
+
+    rows = [(o.name, o.metric, value(o.value), f"{o.seconds:.1f}", o.quality or "-", met(o)) for o in outcomes]
+    lines = [render(("example", "metric", "value", "seconds", "quality bar", "met"), rows, right=(2, 3))]
     missed = [o.name for o in outcomes if o.met is False]
     lines.append(f"total {total:.1f}s for {len(outcomes)} example(s)"
                  + (f"; quality bar MISSED by {', '.join(missed)}" if missed else ""))

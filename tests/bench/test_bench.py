@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from edgekit.runtime.jsdeps import modules_root
+
 REPO = Path(__file__).resolve().parents[2]
-HAVE_NODE = shutil.which("node") is not None and (REPO / "js" / "node_modules" / "@tensorflow" / "tfjs").is_dir()
+HAVE_NODE = shutil.which("node") is not None and (modules_root() / "@tensorflow" / "tfjs").is_dir()
 EXAMPLE = "and_gate"
 ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "threads", "threads_used",
             "status", "error", "runtime", "load_s", "latency", "throughput", "size_bytes", "path",
@@ -35,9 +37,9 @@ def _edgekit(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def art(quick_example, tmp_path_factory) -> Path:
-    from export.api import export_model
-    from runtime.report import write_reports
-    from runtime.verify import verify
+    from edgekit.export.api import export_model
+    from edgekit.parity.verify import verify
+    from edgekit.report.files import write_reports
 
     root = tmp_path_factory.mktemp("bench")
     dst = root / EXAMPLE
@@ -159,7 +161,7 @@ def test_checks_and_stdout_table(benched):
 
 
 def test_report_section(benched, art, tmp_path):
-    from bench.html import section_for
+    from edgekit.report.bench_section import section_for
 
     shutil.copy(art / "out" / "bench.json", tmp_path / "bench.json")
     html = section_for(tmp_path)
@@ -176,7 +178,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 
 
 def test_cli_module_is_light():
-    code = ("import sys, bench.cli\n"
+    code = ("import sys, edgekit.cli.bench\n"
             "print(sorted(m for m in ('numpy', 'tensorflow', 'onnxruntime') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.stdout.strip() == "[]", r.stderr
@@ -197,7 +199,7 @@ def test_both_thread_settings_get_rows(art, tmp_path):
 
 
 def test_a_report_older_than_the_manifest_gives_unknown_parity(tmp_path):
-    from bench.plan import ParityIndex
+    from edgekit.bench.plan import ParityIndex
 
     ex = tmp_path / "ex"
     (ex / "exports").mkdir(parents=True)

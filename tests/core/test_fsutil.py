@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from edgekit.fsutil import atomic_dir, atomic_file, clean_stale_tmp
+from edgekit.core.fsutil import atomic_dir, atomic_file, clean_stale_tmp
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):

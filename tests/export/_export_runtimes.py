@@ -2,7 +2,7 @@
 
 Deliberately independent of ``runtime/`` (its adapters are tested on their own), except
 for Core ML values: Core ML cannot execute on Linux, so the numpy reference evaluator of
-``runtime.coreml`` runs the ML Program.
+``edgekit.runtime.coreml`` runs the ML Program.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.runtime.jsdeps import modules_root
+
 REPO = Path(__file__).resolve().parents[2]
-NODE_MODULES = REPO / "js" / "node_modules"
+NODE_MODULES = modules_root()
 NODE = shutil.which("node")
 HAVE_NODE = NODE is not None and (NODE_MODULES / "@tensorflow" / "tfjs").is_dir()
 
@@ -27,7 +29,7 @@ def run_tflite(path: Path, art: dict, feeds: dict) -> tuple[dict, dict | None]:
     with the manifest's scale and zero point. Returns (outputs, embedded metadata)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from export.tflite import read_metadata
+    from edgekit.export.tflite import read_metadata
 
     it = Interpreter(model_path=str(path))
     run = it.get_signature_runner(art["signature"])
@@ -70,10 +72,10 @@ def coreml_spec(path: Path):
 
 
 def run_coreml(path: Path, art: dict, feeds: dict) -> tuple[dict | None, dict | None]:
-    """Values from runtime.coreml's numpy reference evaluator (Core ML cannot run on Linux);
+    """Values from edgekit.runtime.coreml's numpy reference evaluator (Core ML cannot run on Linux);
     outputs are None when that evaluator lacks one of the program's ops."""
-    from edgekit.errors import RuntimeFailure
-    from runtime.coreml import CoreMLRunner
+    from edgekit.core.errors import RuntimeFailure
+    from edgekit.runtime.coreml import CoreMLRunner
 
     meta = dict(coreml_spec(path).user_defined_metadata)
     try:

@@ -53,7 +53,7 @@ class Case:
 def _make(name: str, root: Path, quick_example) -> None:
     import tensorflow as tf
 
-    from export.api import export_model
+    from edgekit.export.api import export_model
 
     if name in models.QUICK:
         source = quick_example(name)
@@ -107,7 +107,7 @@ def tfjs_results(export_case):
     """Factory: ``tfjs_results(name) -> {precision: (outputs, metadata, input names)}``, one Node
     process per model for all its TF.js variants."""
     if not HAVE_NODE:
-        pytest.skip("TF.js check needs node and js/node_modules (make setup)")
+        pytest.skip("TF.js check needs node and TF.js (edgekit setup-js)")
     cache: dict[str, dict] = {}
 
     def get(name: str) -> dict:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from edgekit.cli import run
-from edgekit.errors import UsageError
-from export import registry
-from runtime import manifest as manifest_mod
+from edgekit.core.errors import UsageError
+from edgekit.export import registry
+from edgekit.runtime import manifest as manifest_mod
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,7 +124,7 @@ def test_missing_path_in_a_real_process(tmp_path):
 
 
 def test_cli_module_imports_no_heavy_library():
-    code = ("import sys, export.cli, export.registry; export.registry.formats(); "
+    code = ("import sys, edgekit.cli.export, edgekit.export.registry; edgekit.export.registry.formats(); "
             "heavy = [m for m in ('tensorflow', 'coremltools', 'tensorflowjs', 'onnxruntime', 'tf2onnx', "
             "'numpy') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -178,7 +178,7 @@ def test_example_directory_defaults(tiny, tmp_path):
     its saved_model/1 given directly counts as the example."""
     import shutil
 
-    from export.api import export_model
+    from edgekit.export.api import export_model
 
     ex = tmp_path / "tiny_example"
     shutil.copytree(tiny["float"], ex / "saved_model" / "1")
@@ -196,7 +196,9 @@ def test_example_directory_defaults(tiny, tmp_path):
 
 
 def test_registry_refuses_duplicates_and_bad_precisions():
-    from export.base import Exporter, Precision
+    from edgekit.export.base import Exporter, Precision
+
+    registry.formats()  # fills the registry
 
     class Dup(Exporter):
         name, precisions, converter = "tflite", (Precision.FP32,), "x"
@@ -213,6 +215,27 @@ def test_registry_refuses_duplicates_and_bad_precisions():
     with pytest.raises(ValueError, match="invalid precisions"):
         registry.register(Bad)
     assert "zzz" not in registry.formats()
+
+    class Unlisted(Dup):
+        name = "zzz"
+
+    with pytest.raises(ValueError, match="not listed in edgekit.core.formats"):
+        registry.register(Unlisted)
+
+    class Disagrees(Dup):  # a format whose precisions differ from the one list
+        name, precisions = "onnx", (Precision.FP32,)
+
+    registry._REGISTRY.pop("onnx", None)
+    try:
+        with pytest.raises(ValueError, match="edgekit.core.formats lists"):
+            registry.register(Disagrees)
+    finally:
+        import importlib
+
+        import edgekit.export.onnx as onnx_mod
+
+        importlib.reload(onnx_mod)  # re-registers the real ONNX exporter
+    assert registry.formats()["onnx"].precisions == ("fp32", "int8_dynamic")
 
 
 def test_plan_reads_the_registry():
@@ -247,7 +270,7 @@ def test_savedmodel_loaded_once_and_opset_selectable(tiny, tmp_path, monkeypatch
     import onnx
     import tensorflow as tf
 
-    from export.api import export_model
+    from edgekit.export.api import export_model
 
     calls = []
     real_load = tf.saved_model.load

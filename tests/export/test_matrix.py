@@ -11,9 +11,9 @@ import pytest
 from _export_models import MODELS
 from _export_runtimes import RUNNERS, TOL, coreml_spec
 
-from edgekit.fsutil import sha256_tree, tree_size
-from export import registry
-from runtime import manifest as manifest_mod
+from edgekit.core.fsutil import sha256_tree, tree_size
+from edgekit.export import registry
+from edgekit.runtime import manifest as manifest_mod
 
 MATRIX = [(f, p.value) for f, p in registry.matrix()]
 
@@ -38,7 +38,7 @@ def test_variant_runs_in_its_runtime(model, fmt, precision, export_case, tfjs_re
         assert str(meta.get(key)) == str(value), f"embedded metadata {key!r} differs from the manifest"
     assert meta["format"] == fmt and meta["precision"] == precision
     if outs is None:
-        pytest.skip(f"{fmt} values not checked: runtime.coreml's reference evaluator lacks an op of {model}")
+        pytest.skip(f"{fmt} values not checked: edgekit.runtime.coreml's reference evaluator lacks an op of {model}")
     assert sorted(outs) == sorted(case.expected), "output names differ from the SavedModel signature's"
     for name, ref in case.expected.items():
         got = np.asarray(outs[name], dtype=np.float32)

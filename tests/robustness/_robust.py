@@ -15,8 +15,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore",
 
 
 def run_cli(argv: list, runtime: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``.venv/bin/edgekit ARGV`` (or ``python -m runtime ARGV``) in a real process."""
-    cmd = [sys.executable, "-m", "runtime"] if runtime else [str(EDGEKIT)]
+    """Run ``.venv/bin/edgekit ARGV`` (or ``python -m edgekit.runtime ARGV``) in a real process."""
+    cmd = [sys.executable, "-m", "edgekit.runtime"] if runtime else [str(EDGEKIT)]
     return subprocess.run([*cmd, *map(str, argv)], capture_output=True, text=True, cwd=REPO, env=ENV,
                           timeout=timeout)
 

@@ -2,7 +2,7 @@
 
 ``robust_example`` is a read-only ``regression_mlp`` example directory (copied from the
 lead's ``quick_example``) holding ``exports/`` with every format in fp32 (TFLite, Core ML,
-TF.js, ONNX), written by the real ``export.api.export_model`` under a file lock so xdist
+TF.js, ONNX), written by the real ``edgekit.export.api.export_model`` under a file lock so xdist
 workers share it. ``fresh(tmp_path)`` gives a private, writable copy for a test to damage.
 """
 
@@ -27,7 +27,7 @@ def robust_example(shared_dir, quick_example) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not (root / "DONE").exists():
-                from export.api import export_model
+                from edgekit.export.api import export_model
 
                 if ex.exists():
                     shutil.rmtree(ex)

@@ -7,7 +7,7 @@ Two ways a broken file reaches edgekit, both covered for every damage:
   before any runtime starts -> exit 2, one line saying "corrupted or tampered with", nothing
   written (no report);
 * the manifest agrees with the broken file (a converter wrote garbage, or someone re-hashed):
-  the runtime adapter (``runtime.registry.open_model``, the Python API) refuses to load it with
+  the runtime adapter (``edgekit.runtime.registry.open_model``, the Python API) refuses to load it with
   one :class:`RuntimeFailure` line (exit code 1) and writes nothing; ``verify`` turns that into
   an ``error`` row (exit 1) and writes only its report.
 """
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from _robust import assert_one_line_error, assert_one_line_exc, diff_snapshots, run_cli, snapshot
 
-from edgekit.errors import EdgekitError, RuntimeFailure
-from edgekit.fsutil import sha256_tree, tree_size
-from runtime import manifest as mf
+from edgekit.core.errors import EdgekitError, RuntimeFailure
+from edgekit.core.fsutil import sha256_tree, tree_size
+from edgekit.runtime import manifest as mf
 
 ARTIFACT = {"tflite": "tflite/model_fp32.tflite", "onnx": "onnx/model_fp32.onnx", "tfjs": "tfjs/fp32",
             "coreml": "coreml/model_fp32.mlpackage"}
@@ -85,14 +85,14 @@ def test_damaged_after_export_verify_reports_tampering(case, fresh, tmp_path):
     before = snapshot(tmp_path)
     proc = run_cli(["verify", ex], runtime=True)
     assert_one_line_error(proc, 2, "checksum mismatch", "corrupted or tampered with", ARTIFACT[DAMAGE[case][0]],
-                          prefix="python -m runtime: error:")
+                          prefix="python -m edgekit.runtime: error:")
     assert proc.stdout == ""
     assert diff_snapshots(before, snapshot(tmp_path)) == []
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))
 def test_damaged_but_rehashed_runtime_refuses_to_load(case, fresh, tmp_path):
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     ex = fresh()
     fmt, art = _damage(ex, case)
@@ -138,7 +138,7 @@ def test_savedmodel_without_variables_export_cli_refuses(fresh, tmp_path):
 def test_savedmodel_without_variables_api_refuses(fresh, tmp_path):
     import shutil
 
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     ex = fresh()
     shutil.rmtree(ex / "saved_model" / "1" / "variables")
@@ -171,7 +171,7 @@ def _shard_path(ex, tmp, value):
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
 def test_tfjs_model_json_cannot_read_shards_outside_its_directory(kind, fresh, tmp_path):
     """model.json names its weight files: a hostile one must not make the runtime read elsewhere."""
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     ex = fresh()
     if kind == "symlink":
@@ -194,8 +194,8 @@ def test_mlpackage_cannot_point_outside_itself(kind, fresh, tmp_path):
     """An .mlpackage's Manifest.json names its spec file; coremltools follows '..' and symlinks."""
     import shutil
 
-    from edgekit.errors import InputError
-    from runtime.registry import open_model
+    from edgekit.core.errors import InputError
+    from edgekit.runtime.registry import open_model
 
     ex = fresh()
     pkg = ex / "exports" / ARTIFACT["coreml"]
@@ -223,7 +223,7 @@ def test_onnx_external_data_outside_the_model_dir_is_refused(fresh, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     ex = fresh()
     path = ex / "exports" / ARTIFACT["onnx"]

@@ -1,5 +1,5 @@
 """Unknown or malformed command-line options, in real processes (``.venv/bin/edgekit`` and
-``python -m runtime``): exit 2, one line on stderr (argparse's usage block is not printed),
+``python -m edgekit.runtime``): exit 2, one line on stderr (argparse's usage block is not printed),
 no traceback, nothing written."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_bad_option_exit_2_one_line_nothing_written(case, fresh, tmp_path):
     argv = [a.replace("{ex}", str(ex)).replace("{tmp}", str(tmp_path)) for a in argv]
     before = snapshot(tmp_path)
     proc = run_cli(argv, runtime=runtime)
-    prefix = "python -m runtime" if runtime else "edgekit"
+    prefix = "python -m edgekit.runtime" if runtime else "edgekit"
     assert_one_line_error(proc, 2, *words, prefix=prefix)
     assert proc.stdout == ""
     assert diff_snapshots(before, snapshot(tmp_path)) == []

@@ -35,7 +35,7 @@ import re
 import numpy as np
 import pytest
 
-from runtime import manifest as mf
+from edgekit.runtime import manifest as mf
 
 NOT_BYTE_IDENTICAL = {("coreml", "fp32"), ("coreml", "fp16")}
 UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -47,8 +47,8 @@ def _npz(path):
 
 
 def test_same_seed_same_model(quick_example, tmp_path):
-    from train.registry import select
-    from train.runner import train_examples
+    from edgekit.train.registry import select
+    from edgekit.train.runner import train_examples
 
     first = quick_example("regression_mlp")
     train_examples(select(["regression_mlp"]), tmp_path, seed=0, quick=True, log=lambda *a, **k: None)
@@ -68,7 +68,7 @@ def _tree(root):
 
 
 def _outputs(path, fmt, x):
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     with open_model(path, format=fmt) as r:
         return r.predict({r.inputs[0].name: x})
@@ -76,7 +76,7 @@ def _outputs(path, fmt, x):
 
 @pytest.fixture(scope="module")
 def two_exports(quick_example, tmp_path_factory):
-    from export.api import export_model
+    from edgekit.export.api import export_model
 
     src = quick_example("regression_mlp")
     root = tmp_path_factory.mktemp("determinism")

@@ -19,8 +19,8 @@ ARTIFACT = {"tflite": "tflite/model_fp32.tflite", "onnx": "onnx/model_fp32.onnx"
 
 @pytest.mark.parametrize("fmt", sorted(ARTIFACT))
 def test_chunked_equals_unchunked(fmt, robust_example):
-    from runtime.base import DEFAULT_CHUNK_ROWS
-    from runtime.registry import open_model
+    from edgekit.runtime.base import DEFAULT_CHUNK_ROWS
+    from edgekit.runtime.registry import open_model
 
     x = np.random.default_rng(5).standard_normal((ROWS, 10), dtype=np.float32) * 3
     with open_model(robust_example / "exports" / ARTIFACT[fmt]) as r:

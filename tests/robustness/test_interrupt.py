@@ -16,7 +16,7 @@ import time
 import pytest
 from _robust import EDGEKIT, ENV, REPO, snapshot
 
-from runtime import manifest as mf
+from edgekit.runtime import manifest as mf
 
 FORMATS = "tflite,onnx,tfjs"
 
@@ -43,8 +43,8 @@ def _export_and_kill(ex) -> None:
 
 
 def _rerun_and_check(ex) -> None:
-    from export.api import export_model
-    from runtime.verify import load_target
+    from edgekit.export.api import export_model
+    from edgekit.parity.verify import load_target
 
     report = export_model(ex, formats=FORMATS.split(","), precisions=["fp32"])
     assert report.ok, report.results
@@ -54,7 +54,7 @@ def _rerun_and_check(ex) -> None:
 
 
 def test_killed_export_keeps_previous_valid_export(fresh):
-    from runtime.verify import load_target
+    from edgekit.parity.verify import load_target
 
     ex = fresh()
     before = snapshot(ex / "exports")
@@ -78,7 +78,7 @@ def test_rerun_removes_dead_runs_leftovers_and_spares_a_live_run(fresh):
     """A run killed between its two renames leaves the previous export as ``.tmp-old-exports-p<pid>-*``
     (and no ``exports/``); the next run removes that and dead staging dirs, but never the staging
     dir of a run that is still alive (its pid is in the name)."""
-    from export.api import export_model
+    from edgekit.export.api import export_model
 
     ex = fresh()
     dead = subprocess.Popen(["true"])

@@ -2,7 +2,7 @@
 a bad checksum is reported as corruption/tampering, escaping paths (absolute, ``..``, a symlink
 pointing outside) are refused, broken JSON / schema and broken ``reference.npz`` files (missing
 keys, wrong shapes, not an npz, a pickled object array) are bad input: exit 2, one line, no
-traceback, nothing written. The same checks through the Python API (``runtime.manifest``)."""
+traceback, nothing written. The same checks through the Python API (``edgekit.runtime.manifest``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from _robust import assert_one_line_error, assert_one_line_exc, diff_snapshots, run_cli, snapshot
 
-from edgekit.errors import InputError, IntegrityError
-from runtime import manifest as mf
+from edgekit.core.errors import InputError, IntegrityError
+from edgekit.runtime import manifest as mf
 
 
 def _edit_manifest(ex, fn):
@@ -202,7 +202,7 @@ def test_verify_cli_refuses(case, fresh, tmp_path):
 
 @pytest.mark.parametrize("case", ["bad-checksum", "symlink-file-outside", "dotdot-path", "reference-pickled-objects"])
 def test_python_api_raises_the_same_error(case, fresh, tmp_path):
-    from runtime.verify import load_target
+    from edgekit.parity.verify import load_target
 
     ex = fresh()
     make, _, words = CASES[case]

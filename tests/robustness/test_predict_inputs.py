@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _robust import assert_one_line_exc, diff_snapshots, snapshot
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 N_FEATURES = 10
 FORMATS = ("tflite", "onnx", "tfjs", "coreml")
@@ -23,7 +23,7 @@ def _x(n=4, seed=0):
 
 @pytest.fixture(scope="module")
 def runners(robust_example):
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     opened = {}
 

@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) of the comparison functions (``runtime.compare``) and of
+"""Property-based tests (hypothesis) of the comparison functions (``edgekit.parity.compare``) and of
 ``Runner.predict``'s input validation on real runtimes.
 
 Comparison: the reported smallest passing atol passes and the next float below it fails;
@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from edgekit.errors import EdgekitError, InputError
-from runtime.compare import compare_output, compare_outputs
-from runtime.tolerance import Tolerance
+from edgekit.core.errors import EdgekitError, InputError
+from edgekit.parity.compare import compare_output, compare_outputs
+from edgekit.parity.tolerance import Tolerance
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -122,7 +122,7 @@ DTYPES = ["float32", "float64", "float16", "int32", "int64", "uint8", "bool", ">
 
 @pytest.fixture(scope="module")
 def runners(robust_example):
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     art = {"tflite": "tflite/model_fp32.tflite", "onnx": "onnx/model_fp32.onnx", "tfjs": "tfjs/fp32"}
     opened = {k: open_model(robust_example / "exports" / v) for k, v in art.items()}

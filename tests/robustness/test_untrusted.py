@@ -1,7 +1,7 @@
 """Untrusted files never run code: no unpickling of data files, Keras models only in safe mode.
 
-Where edgekit loads ``.keras`` files: ``train.moons.sweep_figure`` (the moons models just
-trained into the output dir) and ``train.grid`` (its own checkpoint). Both pass
+Where edgekit loads ``.keras`` files: ``edgekit.train.moons.sweep_figure`` (the moons models just
+trained into the output dir) and ``edgekit.train.grid`` (its own checkpoint). Both pass
 ``safe_mode=True``; no command loads a user-supplied Keras file (``export`` takes
 SavedModels, which hold graphs, not Python), so there is no ``--unsafe`` switch to add.
 The source scan below keeps it that way: a new ``load_model`` call without
@@ -101,7 +101,7 @@ def _lambda_model(path: Path, marker: Path, n_features: int) -> None:
 def test_a_lambda_model_is_refused_where_edgekit_loads_keras_files(tmp_path):
     """The moons sweep figure loads ``<out>/<name>/model.keras``: a hostile file put there is
     refused before its code can run (the Lambda would write a marker file)."""
-    from train.moons import sweep_figure
+    from edgekit.train.moons import sweep_figure
 
     marker = tmp_path / "pwned"
     (tmp_path / "moons_h1").mkdir()
@@ -114,8 +114,8 @@ def test_a_lambda_model_is_refused_where_edgekit_loads_keras_files(tmp_path):
 
 def test_reference_with_pickled_payload_is_not_unpickled(tmp_path):
     """The loaders edgekit uses on user .npz files refuse object arrays instead of unpickling."""
-    from edgekit.errors import InputError
-    from runtime.targets import _load_npz
+    from edgekit.core.errors import InputError
+    from edgekit.parity.targets import _load_npz
 
     class Boom:
         def __reduce__(self):

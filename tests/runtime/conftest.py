@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # stdout is not a terminal (pytest capture): ModuleNotFoundError without this.
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
+import edgekit.parity.reference  # noqa: E402,F401  (registers the SavedModel reference runner)
+
 N_FEATURES = 4
 
 
@@ -118,7 +120,7 @@ def golden():
 @pytest.fixture(scope="session")
 def reference_outputs(runtime_models) -> dict[str, np.ndarray]:
     """SavedModel outputs (TensorFlow) on ``golden_inputs()``, computed once."""
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     with open_model(runtime_models["savedmodel"]) as r:
         return r.predict(golden_inputs())
@@ -127,7 +129,7 @@ def reference_outputs(runtime_models) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def open_case(runtime_models):
     """Factory ``open_case(case) -> loaded runner``, one runner per case for the session."""
-    from runtime.registry import open_model
+    from edgekit.runtime.registry import open_model
 
     runners = {}
 

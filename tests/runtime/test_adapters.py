@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.errors import EdgekitError, InputError, RuntimeFailure, UsageError
-from runtime.base import Runner, TensorInfo
-from runtime.registry import RUNNERS, detect_format, open_model, register, runner_class
-from runtime.tflite import TFLiteRunner
+from edgekit.core.errors import EdgekitError, InputError, RuntimeFailure, UsageError
+from edgekit.runtime.base import Runner, TensorInfo
+from edgekit.runtime.registry import RUNNERS, detect_format, open_model, register, runner_class
+from edgekit.runtime.tflite import TFLiteRunner
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

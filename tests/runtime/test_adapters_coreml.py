@@ -7,9 +7,9 @@ import platform
 import numpy as np
 import pytest
 
-from edgekit.errors import InputError, RuntimeFailure, UsageError
-from runtime.coreml import CoreMLRunner
-from runtime.registry import open_model
+from edgekit.core.errors import InputError, RuntimeFailure, UsageError
+from edgekit.runtime.coreml import CoreMLRunner
+from edgekit.runtime.registry import open_model
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 ct = pytest.importorskip("coremltools", reason="coremltools (edgekit[coreml]) is not installed")
@@ -191,7 +191,7 @@ def _naive_conv1d(x, w, b, stride, dilation, groups, pads):
     (3, 1, 1, 1, "valid", (0, 0)), (3, 1, 2, 2, "same", (2, 2)), (4, 1, 1, 1, "same", (1, 2)),
     (4, 1, 1, 4, "same_lower", (2, 1)), (3, 2, 1, 1, "same", (0, 1)), (3, 1, 3, 1, "custom", (1, 3))])
 def test_conv_by_hand(k, stride, dilation, groups, pad_type, pads):
-    from runtime.coreml_ops import OPS
+    from edgekit.runtime.coreml_ops import OPS
 
     x = RNG.normal(size=(2, 4, 10)).astype(np.float32)
     w = RNG.normal(size=(8, 4 // groups, k)).astype(np.float32)
@@ -202,7 +202,7 @@ def test_conv_by_hand(k, stride, dilation, groups, pad_type, pads):
 
 
 def test_pools_by_hand():
-    from runtime.coreml_ops import OPS
+    from edgekit.runtime.coreml_ops import OPS
 
     x = np.array([[[1.0, 5.0, -2.0, 4.0, 3.0]]], np.float32)
     np.testing.assert_array_equal(OPS["max_pool"](x, [2], [2], "valid"), [[[5.0, 4.0]]])
@@ -217,7 +217,7 @@ def test_pools_by_hand():
 
 # ------------------------------------------------------------------ op table, by hand
 def test_op_table_by_hand():
-    from runtime.coreml_ops import OPS
+    from edgekit.runtime.coreml_ops import OPS
 
     x = np.array([[1.0, -2.0], [3.0, 0.5]], np.float32)
     np.testing.assert_allclose(OPS["matmul"](x, x, transpose_y=True), x @ x.T)

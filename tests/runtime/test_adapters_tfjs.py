@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from edgekit.errors import DependencyError, InputError, RuntimeFailure, UsageError
-from runtime import tfjs
-from runtime.registry import open_model
+from edgekit.core.errors import DependencyError, InputError, RuntimeFailure, UsageError
+from edgekit.runtime import tfjs
+from edgekit.runtime.registry import open_model
 
 pytestmark = [pytest.mark.node, pytest.mark.filterwarnings("ignore"),
               pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")]

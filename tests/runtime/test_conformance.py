@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from edgekit.errors import InputError, UsageError
-from runtime.base import TensorInfo
-from runtime.registry import RUNNERS, runner_class
+from edgekit.core.errors import InputError, UsageError
+from edgekit.runtime.base import TensorInfo
+from edgekit.runtime.registry import RUNNERS, runner_class
 
 N_FEATURES = 4  # the conftest model: features (None, 4) -> output_0 (None, 2)
 

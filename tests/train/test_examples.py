@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from train.registry import load
+from edgekit.train.registry import load
 
 ALL = sorted(load())
 # The quick suite trains a representative per model family; the slow marker covers the rest.
@@ -66,7 +66,7 @@ def test_scaling_folded_in(quick_example, name):
     import keras
     import tensorflow as tf
 
-    from train.regression import data
+    from edgekit.train.regression import data
 
     d = quick_example(name)
     sig = tf.saved_model.load(str(d / "saved_model" / "1")).signatures["serving_default"]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from train.registry import select
-from train.runner import train_examples
+from edgekit.train.registry import select
+from edgekit.train.runner import train_examples
 
 pytestmark = pytest.mark.slow
 

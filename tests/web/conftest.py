@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.browser import CHROMIUM, CHROMIUM_FLAGS, chromium_available
+from edgekit.web.browser import CHROMIUM, CHROMIUM_FLAGS, chromium_available
 
 EXAMPLES = ("and_gate", "moons_h3", "regression_linear")
 
@@ -22,14 +22,14 @@ def web_artifacts(shared_dir, quick_example) -> Path:
     """Read-only artifacts dir: and_gate, moons_h3, regression_linear with TF.js fp32/fp16 exports.
 
     Quick-trained examples (the lead's ``quick_example``) copied and exported with
-    ``export.api.export_model`` — the real pipeline. Built once per run (file lock shared by
+    ``edgekit.export.api.export_model`` — the real pipeline. Built once per run (file lock shared by
     xdist workers).
     """
     out = shared_dir / "web-artifacts"
     with open(shared_dir / "web-artifacts.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         if not all((out / n / "exports" / "manifest.json").is_file() for n in EXAMPLES):
-            from export.api import export_model
+            from edgekit.export.api import export_model
 
             for name in EXAMPLES:
                 dest = out / name
@@ -59,7 +59,7 @@ def fake_artifacts(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(web_artifacts):
-    from runtime.web_server import BackgroundServer
+    from edgekit.web.server import BackgroundServer
 
     with BackgroundServer(web_artifacts) as srv:
         yield srv

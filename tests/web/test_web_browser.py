@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import EXAMPLES, needs_chromium
 
-from runtime.browser import check_browser
-from runtime.tolerance import lookup
+from edgekit.parity.tolerance import lookup
+from edgekit.web.browser import check_browser
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -95,7 +95,7 @@ def test_clicking_the_moons_plane_classifies_the_point(server, open_page, web_ar
 
 
 def test_a_missing_shard_shows_a_clear_error(web_artifacts, tmp_path, open_page):
-    from runtime.web_server import BackgroundServer
+    from edgekit.web.server import BackgroundServer
 
     art = tmp_path / "artifacts"
     shutil.copytree(web_artifacts / "and_gate", art / "and_gate")

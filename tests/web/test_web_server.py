@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from runtime.web_server import BackgroundServer, make_server
+from edgekit.web.server import BackgroundServer, make_server
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_api_lists_examples_with_exports(fake_server):
 def test_reference_json_is_the_npz(web_artifacts, server):
     import numpy as np
 
-    from runtime.tolerance import lookup
+    from edgekit.parity.tolerance import lookup
 
     with urllib.request.urlopen(f"{server.url}/api/moons_h3/reference.json?precision=fp16") as r:
         data = json.load(r)

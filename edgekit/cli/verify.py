@@ -1,0 +1,64 @@
+"""``edgekit verify`` (also ``python -m edgekit.runtime verify`` on a device).
+
+Standard library only at import time; numpy and the runtimes load when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgekit.core.formats import FORMATS
+
+
+def register(subparsers) -> None:
+    """Add the ``verify`` subcommand."""
+    v = subparsers.add_parser(
+        "verify", help="run every exported file on its runtime and compare with Keras",
+        description="Run every exported model on its runtime (TF.js on cpu and wasm), compare with the "
+                    "Keras outputs in reference.npz and print the parity table. Exit 0 if every row "
+                    "passes, 1 if any fails or errors, 2 for bad input.")
+    v.add_argument("dirs", nargs="+", metavar="DIR", type=Path,
+                   help="an artifacts dir, an example dir or an exports dir")
+    v.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="where to write report.json (default: DIR/report.json, first DIR)")
+    v.add_argument("--md", type=Path, default=None, metavar="PATH",
+                   help="where to write report.md (default: DIR/report.md, first DIR)")
+    v.add_argument("--formats", nargs="+", choices=FORMATS, default=None, metavar="FORMAT",
+                   help=f"only these formats (default: all of {', '.join(FORMATS)})")
+    v.add_argument("--tolerance", type=Path, default=None, metavar="FILE",
+                   help='JSON overrides of the tolerance policy, e.g. {"tflite/fp16": {"*": {"atol": 0.02}}} '
+                        "(default: the built-in policy, parity/tolerance.py)")
+    v.add_argument("--jobs", type=int, default=2, help="files verified concurrently (default 2)")
+    v.add_argument("--browser", action="store_true",
+                   help="also run every TF.js export in headless Chromium (webgl, wasm, cpu) and add "
+                        "tfjs-browser rows and screenshots (default: off)")
+    v.set_defaults(func=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from edgekit.core.errors import UsageError
+    from edgekit.parity.tolerance import load_overrides
+    from edgekit.parity.verify import verify
+    from edgekit.report.files import write_reports
+    from edgekit.report.tables import format_table, summary_line
+
+    overrides = load_overrides(args.tolerance) if args.tolerance else None
+    if args.jobs < 1:
+        raise UsageError("--jobs must be >= 1", got=args.jobs, expected=">= 1")
+    # this process only verifies: coremltools may skip its TensorFlow import (light_coreml)
+    result = verify(args.dirs, formats=args.formats, overrides=overrides, jobs=args.jobs, light_coreml=True)
+    first = args.dirs[0]
+    if args.browser:
+        from edgekit.web.browser import check_browser, merge_into
+
+        browser = check_browser(args.dirs, screenshots=first / "screenshots", overrides=overrides)
+        merge_into(result, browser)
+        print("browser backends: " + ", ".join(f"{k}: {v}" for k, v in browser.backends.items()))
+    json_path = args.json or first / "report.json"
+    md_path = args.md or first / "report.md"
+    print(format_table(result.rows))
+    print(summary_line(result.rows, result.seconds))
+    write_reports(result.rows, result.parity, json_path, md_path, result.seconds)
+    print(f"wrote {json_path} and {md_path}")
+    return 0 if result.passed else 1

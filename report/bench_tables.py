@@ -1,0 +1,88 @@
+"""Bench tables for people: the rows (one line each, errors indented below) and the target checks."""
+
+from __future__ import annotations
+
+from edgekit.core.fmt import human_size as size
+from edgekit.core.table import render
+
+HEADER = ("example", "thr", "row", "precision", "p50 ms", "p99 ms", "rows/s @1024", "load s", "size",
+          "peak RSS", "parity")
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if v < 1 else f"{v:.2f}"
+
+
+
+
+def row_name(r: dict) -> str:
+    """Short label: ``keras.predict``, ``tflite adapter``, ``tfjs raw (wasm)``, ``coreml adapter [ref]``."""
+    if r["kind"] == "baseline":
+        return r["runner"]
+    name = f"{r['format']} {r['kind']}" + (f" ({r['backend']})" if r.get("backend") else "")
+    return name + (" [ref eval]" if r["format"] == "coreml" else "")
+
+
+def parity(r: dict) -> str:
+    p = r.get("parity") or {}
+    st = p.get("status", "unknown")
+    if p.get("metric_format") is not None and p.get("metric"):
+        return f"{st} {p['metric']}={p['metric_format']:.4f}"
+    return st
+
+
+def cells(r: dict) -> list[str]:
+    lat, thr = r.get("latency") or {}, r.get("throughput") or {}
+    rps = thr.get("rows_per_s")
+    return [r["example"], str(r["threads"]), row_name(r), r["precision"], _ms(lat.get("p50_ms")),
+            _ms(lat.get("p99_ms")), "-" if rps is None else f"{rps:,.0f}",
+            "-" if r.get("load_s") is None else f"{r['load_s']:.3f}", size(r.get("size_bytes")),
+            size(r.get("peak_rss_bytes")), parity(r)]
+
+
+def format_table(rows: list[dict]) -> str:
+    """Aligned plain text; a row with an error gets ``-> error`` on the next line."""
+
+    notes = [None if r["status"] == "ok" else f"{r['status']}: {r.get('error') or ''}" for r in rows]
+    return render(HEADER, [cells(r) for r in rows], notes=notes)
+
+
+# ---------------------------------------------------------------- checks
+def _fmt_value(c: dict) -> str:
+    v = c["value"]
+    if v is None:
+        return "-"
+    if c["check"] == "speedup":
+        return f"{v:,.0f}x"
+    return f"{v:+.1%}" if c["check"].startswith("overhead") else f"{v:.1%}"
+
+
+def summary(checks: list[dict]) -> list[str]:
+    """Short lines: per check kind, how many entries meet the target, and the worst value."""
+    lines = []
+    for kind in ("speedup", "overhead_b1", "overhead_bN", "size_int8", "size_fp16"):
+        cs = [c for c in checks if c["check"] == kind]
+        if not cs:
+            continue
+        measured = [c for c in cs if c["value"] is not None]
+        met = sum(bool(c["met"]) for c in measured)
+        if measured:
+            worst = (min if kind == "speedup" else max)(measured, key=lambda c: c["value"])
+            where = f"{worst['example']} {worst['subject']}" + (f" threads={worst['threads']}"
+                                                                if worst["threads"] else "")
+            tail = f"; worst {_fmt_value(worst)} ({where})"
+        else:
+            tail = ""
+        lines.append(f"{kind:<12} target {cs[0]['target']:<14} met {met}/{len(measured)}"
+                     f"{'' if len(measured) == len(cs) else f' ({len(cs) - len(measured)} not measured)'}{tail}")
+    return lines
+
+
+def format_checks(checks: list[dict]) -> str:
+    """Every check as a plain-text table (value, target, met) for the terminal or a README."""
+    head = ("check", "example", "threads", "subject", "value", "target", "met", "detail")
+    body = [(c["check"], c["example"], c["threads"] or "-", c["subject"] or "-", _fmt_value(c), c["target"],
+             "-" if c["met"] is None else ("yes" if c["met"] else "NO"), c["detail"]) for c in checks]
+    return render(head, body, rule=False)
