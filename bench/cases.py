@@ -96,13 +96,10 @@ def _raw_tflite(case: dict, threads: int) -> Opened:
     it = Interpreter(model_path=case["path"], num_threads=threads)
     it.allocate_tensors()
     load_s = time.perf_counter() - t0
-    ins, outs = it.get_input_details(), it.get_output_details()
-    by_name = {d["name"]: d for d in ins}
-    sigs = it.get_signature_list() if hasattr(it, "get_signature_list") else {}
-    if "serving_default" in sigs:
-        s_in = it.get_signature_runner("serving_default").get_input_details()
-        idx = {d["index"]: d for d in ins}
-        by_name.update({n: idx[d["index"]] for n, d in s_in.items() if d["index"] in idx})
+    from edgekit.runtime.tflite import quantize, signature_io
+
+    _, by_name, by_out = signature_io(it)
+    ins, outs = list(by_name.values()), list(by_out.values())
 
     def bind(feeds):
         detail = {}
@@ -111,8 +108,7 @@ def _raw_tflite(case: dict, threads: int) -> Opened:
             q = d["quantization"]
             dtype = np.dtype(d["dtype"])
             if dtype.kind in "iu" and q[0]:
-                info = np.iinfo(dtype)
-                arr = np.clip(np.round(arr / q[0]) + q[1], info.min, info.max).astype(dtype)
+                arr = quantize(arr, q[0], q[1], dtype)  # TFLite's rounding, as the adapter does
             detail[d["index"]] = np.ascontiguousarray(arr)
             it.resize_tensor_input(d["index"], list(arr.shape), strict=False)
         it.allocate_tensors()

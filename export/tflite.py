@@ -129,8 +129,9 @@ class TFLiteExporter(Exporter):
             raise ValueError(f"converted model has signatures {sorted(sigs)}, "
                              f"expected {source.signature_key}")
         key = source.signature_key if source.signature_key in sigs else next(iter(sigs))
-        runner = it.get_signature_runner(key)
-        ins, outs = runner.get_input_details(), runner.get_output_details()
+        from edgekit.runtime.tflite import signature_io
+
+        key, ins, outs = signature_io(it, key)  # the names and details the device adapter will see
         missing = set(source.input_names) - set(ins) | set(source.output_names) - set(outs)
         if missing:
             raise ValueError(f"converted model lacks signature tensors {sorted(missing)}")

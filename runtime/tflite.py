@@ -67,6 +67,52 @@ def _quant(detail: dict) -> dict | None:
     return {"dtype": dtype.name, "scale": float(scales[0]), "zero_point": int(zeros[0])}
 
 
+def quantize(arr: np.ndarray, scale: float, zero_point: int, dtype: str | np.dtype) -> np.ndarray:
+    """float -> integer as TFLite's own quantize kernel does it: ``round(x / scale) + zero_point`` in
+    float32, rounding half away from zero (``std::round``), clipped to the integer range.
+
+    The one implementation: the adapter, the raw benchmark call and the tests all use it.
+    """
+    info = np.iinfo(dtype)
+    v = np.asarray(arr, dtype=np.float32) / np.float32(scale)
+    scaled = np.trunc(v + np.copysign(np.float32(0.5), v)) + np.float32(zero_point)
+    return np.clip(scaled, info.min, info.max).astype(dtype)
+
+
+def signature_io(it: Any, key: str | None = None) -> tuple[str | None, dict[str, dict], dict[str, dict]]:
+    """The interpreter's inputs and outputs keyed by signature name, with the main graph's details.
+
+    Picks ``key``, else ``serving_default``, else the only signature; names come from that
+    signature when its tensors are the main graph's (so index-based resize/set/get address the
+    right tensors), else the raw tensor names are used. The one implementation: the adapter, the
+    exporter's load-back check and the raw benchmark call all use it.
+
+    Returns:
+        ``(signature key or None, {input name: detail}, {output name: detail})``.
+
+    Raises:
+        InputError: ``key`` is given and the file has no such signature.
+    """
+    in_details = {d["index"]: d for d in it.get_input_details()}
+    out_details = {d["index"]: d for d in it.get_output_details()}
+    ins = {d["name"]: d for d in in_details.values()}
+    outs = {d["name"]: d for d in out_details.values()}
+    sigs = it.get_signature_list() if hasattr(it, "get_signature_list") else {}
+    if key is None:
+        key = "serving_default" if "serving_default" in sigs else next(iter(sigs), None) if len(sigs) == 1 else None
+    if key is None:
+        return None, ins, outs
+    if key not in sigs:
+        raise InputError("TFLite signature not found", got=key, expected=sorted(sigs))
+    sr = it.get_signature_runner(key)
+    s_in, s_out = sr.get_input_details(), sr.get_output_details()
+    if ({d["index"] for d in s_in.values()} == set(in_details)
+            and {d["index"] for d in s_out.values()} == set(out_details)):
+        ins = {n: in_details[d["index"]] for n, d in s_in.items()}
+        outs = {n: out_details[d["index"]] for n, d in s_out.items()}
+    return key, ins, outs
+
+
 @register
 class TFLiteRunner(Runner):
     """Runs a ``.tflite`` file with the LiteRT interpreter.
@@ -86,24 +132,7 @@ class TFLiteRunner(Runner):
             kwargs["num_threads"] = int(self.options["num_threads"])
         self._it = it = cls(**kwargs)
         it.allocate_tensors()
-        in_details = {d["index"]: d for d in it.get_input_details()}
-        out_details = {d["index"]: d for d in it.get_output_details()}
-        ins = {d["name"]: d for d in in_details.values()}
-        outs = {d["name"]: d for d in out_details.values()}
-        sigs = it.get_signature_list() if hasattr(it, "get_signature_list") else {}
-        key = self.options["signature"] or ("serving_default" if "serving_default" in sigs
-                                            else next(iter(sigs), None) if len(sigs) == 1 else None)
-        if key is not None:
-            if key not in sigs:
-                raise InputError("TFLite signature not found", got=key, expected=sorted(sigs))
-            sr = it.get_signature_runner(key)
-            s_in, s_out = sr.get_input_details(), sr.get_output_details()
-            # Use the signature's names only when its tensors are the main graph's, so that the
-            # index-based resize/set/get below address the right tensors.
-            if ({d["index"] for d in s_in.values()} == set(in_details)
-                    and {d["index"] for d in s_out.values()} == set(out_details)):
-                ins = {n: in_details[d["index"]] for n, d in s_in.items()}
-                outs = {n: out_details[d["index"]] for n, d in s_out.items()}
+        _, ins, outs = signature_io(it, self.options["signature"])
         self._in, self._out = ins, outs
         self.quantization = {n: q for n, d in {**ins, **outs}.items() if (q := _quant(d)) is not None}
         self.inputs = [self._info(n, d) for n, d in ins.items()]
@@ -145,11 +174,7 @@ class TFLiteRunner(Runner):
             raise InputError(f"input {name!r} holds NaN, which a {q['dtype']} quantized model cannot "
                              "represent", got=f"{int(np.isnan(arr).sum())} NaN values",
                              expected="finite float32 values")
-        info = np.iinfo(q["dtype"])
-        # float32 math, as TFLite's own quantize kernel; round half away from zero (std::round)
-        v = arr / np.float32(q["scale"])
-        scaled = np.trunc(v + np.copysign(np.float32(0.5), v)) + np.float32(q["zero_point"])
-        return np.clip(scaled, info.min, info.max).astype(q["dtype"])
+        return quantize(arr, q["scale"], q["zero_point"], q["dtype"])
 
     def _close(self) -> None:
         self._it = None
