@@ -7,7 +7,7 @@ report files and tools that read report.json treat rows from memory and from dis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,13 @@ import numpy as np
 from edgekit.core.fsutil import json_default, strict_json
 
 #: the statuses a row can have; only ``pass`` passes.
-STATUSES = ("pass", "fail", "error")
+#:   pass: compared on enough rows, within tolerance and metric bounds.
+#:   fail: compared, out of tolerance (or the metric dropped too far).
+#:   error: did not run (conversion failed, the runtime refused the file, a crash).
+#:   insufficient: ran, but compared too few rows to give a verdict.
+#:   unverified: the file exists but nothing here can run it faithfully (e.g. an op the Core ML
+#:       reference evaluator lacks); the message names what is missing.
+STATUSES = ("pass", "fail", "error", "insufficient", "unverified")
 
 
 class VerifyRow(Mapping[str, Any]):
@@ -124,10 +130,8 @@ class VerifyReport:
         return [r for r in self.rows if not r.passed]
 
     def summary(self) -> str:
-        """``"14 rows: 13 pass, 1 fail, 0 error in 3.2 s"``."""
-        c = self.counts()
-        return (f"{len(self.rows)} rows: {c['pass']} pass, {c['fail']} fail, {c['error']} error"
-                f" in {self.seconds:.1f} s")
+        """``"14 rows: 13 pass, 1 fail, 0 error in 3.2 s"`` (other statuses listed when present)."""
+        return _summary(self.counts(), len(self.rows), self.seconds)
 
     def append(self, row: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> VerifyRow:
         """Add a row (its ``id`` continues the numbering) and its output arrays; returns the row."""
@@ -146,3 +150,14 @@ class VerifyReport:
     def to_json(self, indent: int | None = 2) -> str:
         """report.json's content (strict JSON: NaN/Inf become null)."""
         return json.dumps(strict_json(self.to_dicts()), indent=indent, default=json_default)
+
+
+def _summary(counts: Mapping[str, int], n: int, seconds: float | None) -> str:
+    parts = [f"{counts.get('pass', 0)} pass", f"{counts.get('fail', 0)} fail", f"{counts.get('error', 0)} error"]
+    parts += [f"{counts[s]} {s}" for s in STATUSES[3:] if counts.get(s)]
+    return f"{n} rows: {', '.join(parts)}" + (f" in {seconds:.1f} s" if seconds is not None else "")
+
+
+def summary_line(rows: Sequence[Mapping[str, Any]], seconds: float | None = None) -> str:
+    """The one-line verdict of a list of rows (report.json's or a :class:`VerifyReport`'s)."""
+    return _summary({s: sum(r["status"] == s for r in rows) for s in STATUSES}, len(rows), seconds)

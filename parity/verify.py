@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.core.errors import EdgekitError, UsageError
+from edgekit.core.errors import EdgekitError, Unverifiable, UsageError
 from edgekit.core.formats import FORMATS, TFJS_BACKENDS
 from edgekit.parity.compare import compare_outputs
 from edgekit.parity.metrics import TASK_METRIC, task_metrics
@@ -146,6 +146,9 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
             raw = runner.predict(feeds)
         out_map = _map_names(list(ref.outputs), list(raw))
         got = {out_map[k]: v for k, v in raw.items()}
+    except Unverifiable as exc:
+        return _row(target, art.format, art.precision, runtime, "unverified", message=str(exc),
+                    seconds=round(time.perf_counter() - t0, 3), **base), {}
     except EdgekitError as exc:
         return _row(target, art.format, art.precision, runtime, "error", message=str(exc),
                     seconds=round(time.perf_counter() - t0, 3), **base), {}

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from edgekit.core.fmt import human_size as _size
 from edgekit.core.table import render
+from edgekit.parity.results import STATUSES, summary_line  # noqa: F401  (re-exported)
 
 HEADER = ("example", "format", "precision", "runtime", "status", "max abs err", "atol",
           "metric Keras → format", "size")
-STATUSES = ("pass", "fail", "error")
 
 
 def _num(x: float | None) -> str:
@@ -35,12 +35,6 @@ def cells(row: dict) -> list[str]:
     """The table cells of one row, in :data:`HEADER` order."""
     return [row["example"], row["format"], row["precision"], row.get("runtime") or "-", row["status"],
             _num(row.get("max_abs_err")), _num(row.get("atol")), _metric(row), _size(row.get("size_bytes"))]
-
-
-def summary_line(rows: list[dict], seconds: float | None = None) -> str:
-    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
-    line = f"{len(rows)} rows: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error"
-    return line + (f" in {seconds:.1f} s" if seconds is not None else "")
 
 
 def format_table(rows: list[dict]) -> str:

@@ -61,6 +61,13 @@ class RuntimeFailure(EdgekitError):
     exit_code = 1
 
 
+class Unverifiable(RuntimeFailure):
+    """Nothing available here can run the file faithfully (e.g. an op a reference evaluator lacks).
+
+    verify turns it into an ``unverified`` row naming what is missing: never a pass, never a crash.
+    """
+
+
 def require(module: str, extra: str, pip_name: str | None = None):
     """Import an optional dependency or raise :class:`DependencyError` with the install command.
 
