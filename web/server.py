@@ -14,6 +14,7 @@ Routes::
     /artifacts/<name>/<path>   files of ARTIFACTS/<name>/ (exports, example.json, plots)
     /api/examples              JSON: every example with its task, tensors and exports
     /api/<name>/reference.json?precision=P   reference.npz as JSON, with the TF.js tolerance
+    POST /api/<name>/compare?precision=P     the page's outputs judged by edgekit.parity.compare
 
 Any path that leaves its root (``..``, ``%2e%2e``, an absolute path, a symlink pointing
 outside) gets 403; an unknown example gets a 404 page listing the available ones.
@@ -40,8 +41,8 @@ VENDOR = {
     "tfjs": Path("@tensorflow/tfjs/dist"),
     "tfjs-backend-wasm": Path("@tensorflow/tfjs-backend-wasm/dist"),
 }
-# Used only if edgekit.parity.tolerance cannot answer (see tolerance()): precision -> (atol, rtol).
-DEFAULT_TFJS_TOLERANCE = {"fp32": (1e-4, 1e-4), "fp16": (1e-2, 1e-2), "uint8": (5e-2, 5e-2)}
+#: largest POST body accepted (the outputs of one example's golden rows; bytes).
+MAX_POST_BYTES = 16 << 20
 
 mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".js")
@@ -54,27 +55,55 @@ class Forbidden(Exception):
 
 
 def tolerance(fmt: str, precision: str) -> dict:
-    """Return ``{"atol", "rtol", "atol_scale", "source"}`` for a format and precision.
+    """The tolerance policy's entry for a variant, as data for the page.
 
-    Reads the project's policy (:func:`edgekit.parity.tolerance.lookup`) when it is importable;
-    otherwise falls back to :data:`DEFAULT_TFJS_TOLERANCE` (fp32 when the precision is
-    unknown). ``atol_scale="peak"`` means the page multiplies atol by
-    ``max(1, max |keras output|)``, as :mod:`edgekit.parity.compare` does.
+    ``{"atol", "rtol", "atol_scale", "max_metric_drop", "source"}`` straight from
+    :func:`edgekit.parity.tolerance.lookup` (the one policy); ``atol_scale="peak"`` means the
+    atol is multiplied by ``max(1, max |keras output|)``, as :mod:`edgekit.parity.compare` does.
+
+    Raises:
+        UsageError: unknown variant.
     """
-    try:
-        from edgekit.parity.tolerance import lookup
-    except ImportError:  # pragma: no cover - the policy module ships with runtime/
-        lookup = None
-    if lookup is not None:
-        try:
-            tol = lookup(fmt, precision)
-        except Exception:  # noqa: BLE001 - an unknown precision falls back below
-            tol = None
-        if tol is not None:
-            return {"atol": float(tol.atol), "rtol": float(tol.rtol),
-                    "atol_scale": getattr(tol, "atol_scale", "abs"), "source": "edgekit.parity.tolerance"}
-    atol, rtol = DEFAULT_TFJS_TOLERANCE.get(precision, DEFAULT_TFJS_TOLERANCE["fp32"])
-    return {"atol": atol, "rtol": rtol, "atol_scale": "abs", "source": "edgekit.web.server default"}
+    from edgekit.parity.tolerance import lookup
+
+    tol = lookup(fmt, precision)
+    return {"atol": float(tol.atol), "rtol": float(tol.rtol), "atol_scale": tol.atol_scale,
+            "max_metric_drop": tol.max_metric_drop, "source": "edgekit.parity.tolerance"}
+
+
+def compare(reference: Path, precision: str, outputs: dict) -> dict:
+    """Judge the page's outputs against ``reference.npz`` with the one comparator.
+
+    Args:
+        reference: the example's ``reference.npz`` (keys ``out:<name>``, or plain names).
+        precision: the TF.js variant's precision (selects the tolerance).
+        outputs: ``{output name: {"shape": [...], "data": [...]}}`` as the page sends them.
+
+    Returns:
+        :meth:`edgekit.parity.compare.CompareResult.to_dict` plus ``summary``, ``max_abs_err``,
+        ``required_atol`` and ``tolerance``.
+
+    Raises:
+        ValueError: malformed outputs (the handler answers 400).
+    """
+    import numpy as np
+
+    from edgekit.parity.compare import compare_outputs
+    from edgekit.parity.tolerance import tolerances_for
+
+    with np.load(reference, allow_pickle=False) as npz:
+        ref = {k.removeprefix("out:"): npz[k] for k in npz.files if k.startswith("out:")} or \
+              {k: npz[k] for k in npz.files}
+    got = {}
+    for name, arr in outputs.items():
+        if not isinstance(arr, dict) or "data" not in arr or "shape" not in arr:
+            raise ValueError(f"output {name!r} must be {{'shape': [...], 'data': [...]}}")
+        got[name] = np.asarray(arr["data"], dtype=np.float64).reshape(arr["shape"])
+    want = {k: ref[k] for k in got if k in ref} or ref
+    got = {k: v.astype(want[k].dtype) if k in want else v for k, v in got.items()}
+    result = compare_outputs(got, want, tolerances_for("tfjs", precision, list(want)))
+    return {**result.to_dict(), "summary": result.summary(), "max_abs_err": result.max_abs_err,
+            "required_atol": result.required_atol, "tolerance": tolerance("tfjs", precision)}
 
 
 def confine(root: Path, rel: str) -> Path:
@@ -143,7 +172,7 @@ class Site:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Routes GET/HEAD requests of one :class:`Site` (set on the server as ``server.site``)."""
+    """Routes GET/HEAD (and the compare POST) of one :class:`Site` (set on the server as ``server.site``)."""
 
     server_version = "edgekit-web"
     protocol_version = "HTTP/1.1"
@@ -161,6 +190,42 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         self._dispatch(head=False)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        """``POST /api/<name>/compare?precision=P``: the page's outputs judged by parity.compare."""
+        self._head = False
+        url = urlsplit(self.path)
+        parts = unquote(url.path).strip("/").split("/")
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        try:
+            if len(parts) != 3 or parts[0] != "api" or parts[2] != "compare":
+                return self._json_error(HTTPStatus.NOT_FOUND, f"no POST endpoint {url.path}")
+            name = parts[1]
+            if name not in self.site.examples():
+                return self._json_error(HTTPStatus.NOT_FOUND, f"unknown example {name!r}")
+            ref = self.site.artifacts / name / "reference.npz"
+            if not ref.is_file():
+                return self._json_error(HTTPStatus.NOT_FOUND, f"{name} has no reference.npz")
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 < length <= MAX_POST_BYTES:
+                return self._json_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length else HTTPStatus.BAD_REQUEST,
+                                        f"body of {length} bytes; expected 1..{MAX_POST_BYTES}")
+            try:
+                body = json.loads(self.rfile.read(length))
+                outputs = body["outputs"]
+                if not isinstance(outputs, dict):
+                    raise ValueError("outputs must be an object")
+                result = compare(ref, query.get("precision", "fp32"), outputs)
+            except (ValueError, KeyError, TypeError) as exc:
+                return self._json_error(HTTPStatus.BAD_REQUEST, f"bad compare request: {exc}")
+            except Exception as exc:  # noqa: BLE001 - e.g. an unknown precision: answer, keep serving
+                return self._json_error(HTTPStatus.BAD_REQUEST, str(exc))
+            return self._json(result)
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+
+    def _json_error(self, status: HTTPStatus, message: str) -> None:
+        self._send(int(status), json.dumps({"error": message}).encode(), "application/json")
 
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch(self, head: bool) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -131,3 +132,46 @@ def test_missing_artifacts_dir_is_one_line_exit_2(tmp_path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "artifacts directory not found" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def _post(server, path: str, body: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(f"{server.url}{path}", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_compare_endpoint_is_the_one_comparator(web_artifacts, server):
+    """The page's verdict comes from parity.compare: exact outputs pass, a perturbed one fails
+    with the smallest atol that would pass, and bad requests get a 4xx while the server serves on."""
+    import numpy as np
+
+    from edgekit.parity.tolerance import lookup
+
+    with np.load(web_artifacts / "moons_h3" / "reference.npz", allow_pickle=False) as z:
+        ref = z["output_0"].astype(np.float64)
+
+    def body(arr):
+        return json.dumps({"outputs": {"output_0": {"shape": list(arr.shape), "data": arr.ravel().tolist()}}}).encode()
+
+    status, res = _post(server, "/api/moons_h3/compare?precision=fp32", body(ref))
+    assert status == 200 and res["passed"] is True and res["max_abs_err"] == 0.0
+    assert res["tolerance"]["atol"] == lookup("tfjs", "fp32").atol
+    bad = ref.copy()
+    bad[3, 0] += 0.25
+    status, res = _post(server, "/api/moons_h3/compare?precision=fp32", body(bad))
+    assert status == 200 and res["passed"] is False
+    assert res["max_abs_err"] == pytest.approx(0.25, abs=1e-6) and res["required_atol"] == pytest.approx(0.25, abs=1e-6)
+    assert any("output_0" in f for f in res["failures"])
+    for path, payload, code in [("/api/moons_h3/compare", b"{not json", 400),
+                                ("/api/moons_h3/compare", b'{"outputs": 3}', 400),
+                                ("/api/moons_h3/compare?precision=int4", body(ref), 400),
+                                ("/api/nosuch/compare", body(ref), 404),
+                                ("/api/moons_h3/other", body(ref), 404)]:
+        status, res = _post(server, path, payload)
+        assert status == code and res.get("error"), (path, status, res)
+    with urllib.request.urlopen(f"{server.url}/api/examples") as r:  # still serving
+        assert r.status == 200

@@ -46,6 +46,19 @@ async function getJSON(url, what) {
   return resp.json();
 }
 
+async function postJSON(url, body, what) {
+  let resp;
+  try {
+    resp = await fetch(url, { method: "POST", cache: "no-store", headers: { "Content-Type": "application/json" },
+                              body: JSON.stringify(body) });
+  } catch (err) {
+    throw new Error(`Could not reach ${what} (${url}): ${err.message}. Is edgekit serve-web still running?`);
+  }
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(`${what} failed (${url}): HTTP ${resp.status}. ${data.error || ""}`);
+  return data;
+}
+
 // ---- model helpers ---------------------------------------------------------------------------
 let model = null;
 let nFeatures = 0;
@@ -248,26 +261,22 @@ async function runParity(info, ref) {
   const got = (await predict(x)).flat();
   E.timings.parity_ms = performance.now() - t0;
   if (got.length !== want.length) throw new Error(`Model output has ${got.length} values; the Keras reference ${yKey} has ${want.length}.`);
-  // Same rule as runtime/compare.py: |got - keras| <= atol + rtol * |keras|, where a "peak"
-  // atol is first multiplied by max(1, max |keras|) so raw-scale regressions get a fair bound.
-  const { rtol } = ref.tolerance;
-  const peak = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  const atol = ref.tolerance.atol * (ref.tolerance.atol_scale === "peak" ? Math.max(1, peak) : 1);
-  let maxAbs = 0, minAtol = 0;
-  got.forEach((g, i) => {
-    const d = Math.abs(g - want[i]);
-    if (!(d <= maxAbs) || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Infinity : d;
-    minAtol = Math.max(minAtol, d - rtol * Math.abs(want[i]));
-  });
-  const pass = Number.isFinite(maxAbs) && minAtol <= atol;
-  E.parity = { max_abs_err: maxAbs, atol, rtol, min_atol_to_pass: minAtol, pass,
-               shape: [x.length, got.length / x.length], outputs: got, tolerance_source: ref.tolerance.source };
+  // Judged on the server by edgekit.parity.compare with the one tolerance policy: the page
+  // only displays the verdict (no second comparator here).
+  const verdict = await postJSON(`/api/${encodeURIComponent(info.name)}/compare?precision=${encodeURIComponent(E.precision)}`,
+    { outputs: { [yKey.replace(/^out:/, "")]: { shape: [x.length, got.length / x.length], data: Array.from(got) } } },
+    "the parity check");
+  const res = verdict.outputs[0] || {};
+  const pass = verdict.passed, maxAbs = verdict.max_abs_err ?? Infinity, minAtol = verdict.required_atol ?? Infinity;
+  const atol = res.atol, rtol = res.rtol, peak = res.scale || 1;
+  E.parity = { max_abs_err: maxAbs, atol, rtol, min_atol_to_pass: minAtol, pass, failures: verdict.failures,
+               shape: [x.length, got.length / x.length], outputs: got, tolerance_source: verdict.tolerance.source };
   $("parity").innerHTML = `
     <p class="big ${pass ? "pass" : "fail"}" id="parity-verdict">${pass ? "PASS" : "FAIL"}</p>
     <table><tbody>
       <tr><th>golden inputs</th><td>${x.length} rows × ${x[0].length}</td></tr>
       <tr><th>max |browser − Keras|</th><td id="parity-max">${maxAbs.toExponential(2)}</td></tr>
-      <tr><th>tolerance (tfjs ${esc(E.precision)})</th><td>atol ${atol.toExponential(1)}${ref.tolerance.atol_scale === "peak" && peak > 1 ? ` (${ref.tolerance.atol.toExponential(0)} × peak ${fmt(peak, 1)})` : ""}, rtol ${rtol.toExponential(0)}</td></tr>
+      <tr><th>tolerance (tfjs ${esc(E.precision)})</th><td>atol ${atol.toExponential(1)}${verdict.tolerance.atol_scale === "peak" && peak > 1 ? ` (${verdict.tolerance.atol.toExponential(0)} × peak ${fmt(peak, 1)})` : ""}, rtol ${rtol.toExponential(0)}</td></tr>
       <tr><th>smallest atol that passes</th><td>${Math.max(0, minAtol).toExponential(2)}</td></tr>
       <tr><th>backend · time</th><td>${esc(E.backend)} · ${E.timings.parity_ms.toFixed(1)} ms</td></tr>
     </tbody></table>`;
@@ -276,7 +285,7 @@ async function runParity(info, ref) {
 // ---- main -----------------------------------------------------------------------------------
 async function main() {
   if (typeof tf === "undefined") {
-    throw new Error("TF.js did not load from /vendor/tfjs/tf.min.js: run `cd js && npm ci` (or make setup) and restart edgekit serve-web.");
+    throw new Error("TF.js did not load from /vendor/tfjs/tf.min.js: run `edgekit setup-js` (or make setup) and restart edgekit serve-web.");
   }
   E.tfjsVersion = tf.version.tfjs;
   const q = new URLSearchParams(location.search);
