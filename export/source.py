@@ -79,6 +79,10 @@ class SourceModel:
         loaded: the object ``tf.saved_model.load`` returned (kept alive on purpose).
         function: the signature's concrete function.
         cache: per-run intermediates shared between variants of one format.
+        keras_path: the Keras model (``.keras``) the SavedModel was exported from, when there is
+            one: ``<example>/model.keras`` for an example, the copy in the export directory for a
+            ``.keras`` file or a live model; None for a bare SavedModel. Converters may load it
+            (e.g. to re-trace a layer) with ``keras.saving.load_model(path, safe_mode=True)``.
     """
 
     path: Path
@@ -94,6 +98,7 @@ class SourceModel:
     loaded: Any = field(repr=False)
     function: Any = field(repr=False)
     cache: dict = field(default_factory=dict, repr=False)
+    keras_path: Path | None = None
 
     @property
     def name(self) -> str:
@@ -188,7 +193,9 @@ def open_source(path: Path) -> SourceModel:
     return SourceModel(path=Path(path), saved_model_dir=sm_dir, example_dir=example_dir, example=example,
                        signature_key=key, inputs=inputs, outputs=outputs, input_tensors=input_tensors,
                        output_tensors=output_tensors, fingerprint=sha256_tree(sm_dir),
-                       loaded=loaded, function=fn)
+                       loaded=loaded, function=fn,
+                       keras_path=example_dir / "model.keras" if example_dir is not None
+                       and (example_dir / "model.keras").is_file() else None)
 
 
 def load_calibration(source: SourceModel, path: Path | None) -> tuple[dict, str] | None:
