@@ -102,16 +102,16 @@ def prepare(work: Path) -> Path:
 def table(results: list[dict]) -> str:
     head = ("example", "format", "mode", "rows", "input MB", "RSS before MB", "peak before MB", "peak RSS MB",
             "predict extra MB", "extra/input", "s")
-    lines = [head]
+    from edgekit.core.table import render
+
+    lines = []
     for r in results:
         lines.append((r["example"], r["format"], r["mode"], f"{r['rows']:,}", f"{r['input_bytes'] / MB:.1f}",
                       f"{r['rss_before_bytes'] / MB:.1f}", f"{r['maxrss_before_bytes'] / MB:.1f}",
                       f"{r['peak_rss_bytes'] / MB:.1f}",
                       f"{r['predict_extra_bytes'] / MB:.1f}",
                       f"{r['predict_extra_bytes'] / r['input_bytes']:.2f}", f"{r['seconds']:.2f}"))
-    widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).rjust(w) if i >= 3 else str(c).ljust(w) for i, (c, w) in
-                               enumerate(zip(row, widths, strict=True))) for row in lines)
+    return render(head, lines, right=range(3, len(head)), rule=False)
 
 
 def main(argv: list[str] | None = None) -> int:
