@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -74,16 +73,20 @@ def test_one_node_process_per_backend_shared_by_runners(runtime_models, golden):
             r.close()
 
 
-def test_per_call_overhead_is_small(runtime_models, golden):
-    """A request costs about a millisecond (measured ~1 ms): no process is started per call."""
+def test_no_process_is_started_per_call(runtime_models, golden):
+    """50 calls go to the one persistent Node process: same pid, no new child processes.
+    (Its speed, ~1 ms per call, is measured by `edgekit bench`, not asserted here.)"""
+    import psutil
+
     with open_model(runtime_models["tfjs"], backend="cpu") as r:
         x = golden(1)
-        r.predict(x)
-        t0 = time.perf_counter()
+        first = r.predict(x)["output_0"]
+        pid = r._server.proc.pid
+        children = {c.pid for c in psutil.Process().children(recursive=True)}
         for _ in range(50):
-            r.predict(x)
-        per_call = (time.perf_counter() - t0) / 50
-    assert per_call < 0.05, f"{per_call * 1e3:.1f} ms per call"
+            np.testing.assert_array_equal(r.predict(x)["output_0"], first)
+        assert r._server.proc.pid == pid and r._server.proc.poll() is None
+        assert {c.pid for c in psutil.Process().children(recursive=True)} <= children
 
 
 def test_runner_recovers_after_the_node_process_died(runtime_models, golden):
