@@ -25,24 +25,28 @@ import time
 from pathlib import Path
 
 from edgekit.core.errors import InputError, OutputError, UsageError
-from edgekit.core.fsutil import TMP_PREFIX, atomic_dir, clean_stale_tmp, sha256_tree, tree_size
+from edgekit.core.fsutil import TMP_PREFIX, atomic_dir, clean_stale_tmp, sha256_file, sha256_tree, tree_size
 from edgekit.core.text import error_lines
 from edgekit.core.version import __version__
 from edgekit.export import registry
 from edgekit.export import source as source_mod
 from edgekit.export.base import ExportOptions, ExportReport, Precision, VariantResult
+from edgekit.export.golden import golden_for, write_reference
 
 OPSET_RANGE = (10, 18)  # tf2onnx 1.17 converts up to opset 18; quantize_dynamic needs >= 10
-CALIBRATION_HOW = ("--calibration FILE.npz (float32 arrays keyed by input name, shape (N, ...)) "
-                   "or FILE.npy for a single-input model")
+CALIBRATION_HOW = ("--calibration FILE.npz (arrays keyed by input name, shape (N, ...), in the inputs' "
+                   "dtypes) or FILE.npy for a single-input model, or --inputs FILE.npz")
 
 
-def _check_out(out: Path, saved_model_dir: Path) -> None:
-    """Refuse output locations that cannot be written or whose replacement would lose data."""
-    out_abs, sm_abs = out.resolve(), saved_model_dir.resolve()
-    if out_abs == sm_abs or sm_abs in out_abs.parents or out_abs in sm_abs.parents:
-        raise OutputError("output directory overlaps the SavedModel", got=str(out),
-                          expected="a directory outside the SavedModel (default: <example>/exports)")
+def _check_out(out: Path, protected: Path | None) -> None:
+    """Refuse output locations that cannot be written or whose replacement would lose data
+    (``protected``: the SavedModel directory or the ``.keras`` file exported; None for a live model)."""
+    out_abs = out.resolve()
+    sm_abs = protected.resolve() if protected is not None else None
+    if sm_abs is not None and (out_abs == sm_abs or sm_abs in out_abs.parents or out_abs in sm_abs.parents):
+        what = "the .keras file" if sm_abs.is_file() else "the SavedModel"
+        raise OutputError(f"output directory overlaps {what}", got=str(out),
+                          expected=f"a directory outside {what} (default: <example>/exports, <name>_exports)")
     if out.exists():
         if not out.is_dir():
             raise OutputError("output path is not a directory", got=str(out), expected="a directory")
@@ -130,21 +134,31 @@ def _quiet(enabled: bool):
             sink.close()
 
 
-def export_model(source: Path, out: Path | None = None, formats: list[str] | None = None,
+def export_model(source, out: Path | None = None, formats: list[str] | None = None,
                  precisions: list[str] | None = None, calibration: Path | None = None, opset: int = 17,
-                 *, max_batch: int = 1024, quiet: bool = True, progress=None) -> ExportReport:
+                 *, inputs: Path | None = None, input_shapes=None, int_range=None, unsafe: bool = False,
+                 max_batch: int = 1024, quiet: bool = True, progress=None, _as_live: str | None = None) -> ExportReport:
     """Export SOURCE to every chosen format and precision and write ``manifest.json``.
 
     Args:
-        source: an ``artifacts/<example>`` directory or any SavedModel directory.
-        out: export directory (default None: ``<example>/exports``, or
-            ``<savedmodel>_exports`` next to a foreign SavedModel). Replaced as a whole.
+        source: a ``.keras`` file, a live ``keras.Model``, an ``artifacts/<example>`` directory or any
+            SavedModel directory.
+        out: export directory (default None: ``<example>/exports``; ``<savedmodel>_exports`` or
+            ``<stem>_exports`` beside a SavedModel or ``.keras`` file; ``./<name>_exports`` for a live
+            model). Replaced as a whole.
         formats: format names (default None: every registered format).
         precisions: precision names (default None: every precision each format supports;
             full-integer int8 is then skipped, with a note, when there is no calibration data).
-        calibration: representative data for int8 (default None: the example's
-            ``calibration.npz``).
+        calibration: representative data for int8 (default None: ``inputs`` if given, else the
+            example's ``calibration.npz``).
         opset: ONNX opset (default 17; valid 10-18).
+        inputs: golden inputs, ``.npz`` keyed by input name in the inputs' dtypes (default None:
+            synthesised for a Keras source, see :mod:`edgekit.parity.inputs`).
+        input_shapes: fix unknown non-batch dims of a Keras source: ``{"ids": (128,)}`` or
+            ``["ids=128"]`` (default None).
+        int_range: ``(lo, hi)`` or ``"LO,HI"``: integer inputs are synthesised in ``[lo, hi)``
+            (default None: from the model's Embedding layers).
+        unsafe: load a ``.keras`` holding Lambda layers (``safe_mode=False``; default False).
         max_batch: Core ML flexible batch upper bound (default 1024).
         quiet: silence converter output during the run (default True).
         progress: optional ``callable(VariantResult)`` called after each variant.
@@ -155,6 +169,9 @@ def export_model(source: Path, out: Path | None = None, formats: list[str] | Non
     Raises:
         UsageError, InputError, OutputError: bad input, before anything is written.
     """
+    from edgekit.export import keras_source
+    from edgekit.parity import inputs as golden_inputs
+
     t_start = time.perf_counter()
     variants = registry.plan(formats, precisions)
     if isinstance(opset, bool) or not isinstance(opset, int) or not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
@@ -162,28 +179,47 @@ def export_model(source: Path, out: Path | None = None, formats: list[str] | Non
                          expected=f"an integer {OPSET_RANGE[0]}-{OPSET_RANGE[1]}")
     if not isinstance(max_batch, int) or max_batch < 1:
         raise UsageError("max_batch must be a positive integer", got=max_batch, expected=">= 1")
-    source = Path(source)
-    sm_dir, _ = source_mod.resolve(source)
-    out = Path(out) if out is not None else source_mod.default_out(source)
-    _check_out(out, sm_dir)
-    if calibration is not None and not Path(calibration).is_file():
-        raise InputError("calibration file does not exist", got=str(calibration), expected=CALIBRATION_HOW)
+    spec = source_mod.classify(source)
+    shapes = keras_source.parse_input_shapes(input_shapes)
+    keras_kind = spec.kind in ("keras", "live")
+    if shapes and not keras_kind:
+        raise UsageError("--input-shape needs a Keras source (a SavedModel's signature is fixed)",
+                         got=spec.display, expected="a .keras file or a keras.Model")
+    irange = golden_inputs.parse_int_range(int_range)
+    out = Path(out) if out is not None else source_mod.default_out(spec)
+    _check_out(out, spec.saved_model_dir or spec.path)
+    for opt, f in (("calibration", calibration), ("--inputs", inputs)):
+        if f is not None and not Path(f).is_file():
+            raise InputError(f"{opt} file does not exist", got=str(f),
+                             expected=CALIBRATION_HOW if opt == "calibration" else golden_inputs.INPUTS_HOW)
     exporters = registry.formats()
 
+    plan = src = None
     with _quiet(quiet):
-        src = source_mod.open_source(source)
+        if keras_kind:
+            plan = keras_source.prepare(spec.kind, spec.model if spec.kind == "live" else spec.path, shapes, unsafe)
+        else:
+            src = source_mod.open_source(spec.path)
+    infos = plan.inputs if plan is not None else src.inputs
+    golden_file = golden_inputs.load_inputs(Path(inputs), infos) if inputs is not None else None
     t_loaded = time.perf_counter()
     needs = [(f, p) for f, p in variants if exporters[f].needs_calibration(p)]
-    calib = source_mod.load_calibration(src, calibration) if (needs or calibration is not None) else None
+    calib = None
+    if calibration is not None or needs:
+        calib = source_mod.load_calibration(infos, calibration, spec.example_dir)
+    if calib is None and golden_file is not None:
+        calib = (golden_file, f"--inputs {inputs}")
     skipped: dict[tuple, str] = {}
     if needs and calib is None:
         if precisions is not None:
             raise UsageError(f"{', '.join(f'{f} {p.value}' for f, p in needs)} needs calibration data and "
-                             f"{source} has no calibration.npz", expected=CALIBRATION_HOW)
+                             f"{spec.display} has no calibration.npz", expected=CALIBRATION_HOW)
         for v in needs:
             skipped[v] = f"no calibration data: pass {CALIBRATION_HOW}"
-    options = ExportOptions(opset=opset, max_batch=max_batch, calibration=calib[0] if calib else None,
-                            calibration_origin=calib[1] if calib else "", metadata=_metadata(src))
+    golden = origin = None
+    golden_error = None
+    if plan is not None:
+        golden, origin, golden_error = golden_for(infos, plan.model, golden_file, inputs, irange, calib)
 
     results: list[VariantResult] = []
     artifacts, failures = [], []
@@ -191,6 +227,16 @@ def export_model(source: Path, out: Path | None = None, formats: list[str] | Non
     # a live run's entries carry its pid and are spared
     clean_stale_tmp(out.parent)
     with atomic_dir(out) as tmp:
+        reference = None
+        if plan is not None:
+            with _quiet(quiet):
+                src = keras_source.materialise(plan, tmp)
+                reference = write_reference(tmp, src, golden, origin) if golden is not None else \
+                    {"error": golden_error}
+        if _as_live:
+            src.kind, src.display_name = "live", _as_live
+        options = ExportOptions(opset=opset, max_batch=max_batch, calibration=calib[0] if calib else None,
+                                calibration_origin=calib[1] if calib else "", metadata=_metadata(src))
         for fmt, prec in variants:
             exp = exporters[fmt]
             if (fmt, prec) in skipped:
@@ -207,24 +253,53 @@ def export_model(source: Path, out: Path | None = None, formats: list[str] | Non
                 progress(res)
         from edgekit.runtime import manifest
 
-        manifest.save(tmp / manifest.MANIFEST_NAME, {
+        data = {
             "edgekit_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": {"path": str(source), "saved_model": str(sm_dir), "fingerprint": src.fingerprint,
-                       "fingerprint_algorithm": "sha256_tree", "example": src.name if src.example else None,
-                       "task": src.task, "labels": src.labels, "signature": src.signature_key,
-                       "inputs": src.inputs, "outputs": src.outputs},
+            "source": _source_entry(spec, src, tmp, _as_live),
             "metadata": options.metadata,
             "options": {"opset": opset, "max_batch": max_batch,
-                        "calibration": options.calibration_origin or None},
+                        "calibration": options.calibration_origin or None,
+                        "inputs": None if inputs is None else str(inputs),
+                        "int_range": list(irange) if irange else None, "unsafe": bool(unsafe)},
             "artifacts": artifacts,
             "failures": failures,
             "skipped": [{"format": f, "precision": p.value, "reason": r} for (f, p), r in skipped.items()],
             "seconds": {"load": round(t_loaded - t_start, 3),
                         "total": round(time.perf_counter() - t_start, 3)},
-        })
-    return ExportReport(source=source, out_dir=out, results=tuple(results),
-                        seconds=time.perf_counter() - t_start)
+        }
+        if reference is not None:
+            data["reference"] = reference
+        manifest.save(tmp / manifest.MANIFEST_NAME, data)
+    return ExportReport(source=Path(spec.display) if spec.path is None else spec.path, out_dir=out,
+                        results=tuple(results), seconds=time.perf_counter() - t_start,
+                        kind=_as_live and "live" or spec.kind,
+                        reference_error=reference.get("error") if reference else None)
+
+
+def _source_entry(spec, src, tmp: Path, as_live: str | None) -> dict:
+    """The manifest's ``source``: kind, paths (relative to the manifest when inside the export),
+    fingerprints, the signature and what ``--input-shape`` fixed."""
+
+    def rel(p):
+        if p is None:
+            return None
+        p = Path(p)
+        try:
+            return p.relative_to(tmp).as_posix()
+        except ValueError:
+            return str(p)
+
+    keras = src.keras_path
+    return {"kind": "live" if as_live else src.kind, "path": as_live or spec.display,
+            "saved_model": rel(src.saved_model_dir), "fingerprint": src.fingerprint,
+            "fingerprint_algorithm": "sha256_tree",
+            "keras": rel(keras), "keras_sha256": sha256_file(keras) if keras is not None else None,
+            "keras_note": src.keras_note, "source_sha256": src.source_fingerprint,
+            "input_shapes": src.fixed_shapes or None,
+            "example": src.name if src.example else None,
+            "task": src.task, "labels": src.labels, "signature": src.signature_key,
+            "inputs": src.inputs, "outputs": src.outputs}
 
 
 def _run_variant(exp, src, prec: Precision, tmp: Path, options: ExportOptions, quiet: bool):
@@ -256,16 +331,32 @@ def _run_variant(exp, src, prec: Precision, tmp: Path, options: ExportOptions, q
 
 def export(model_or_path, out: str | Path | None = None, formats: list[str] | None = None,
            precisions: list[str] | None = None, calibration: str | Path | None = None, *,
+           inputs: str | Path | None = None, input_shapes=None, int_range=None, unsafe: bool = False,
            opset: int = 17, max_batch: int = 1024, quiet: bool = True, progress=None) -> ExportReport:
     """Export a model to every chosen format and precision (the Python API: ``edgekit.export(...)``).
 
+    Keras runs each process on one backend, fixed when it is imported. When this process runs
+    Keras on JAX or torch, a ``.keras`` file (or the live model, saved to a temporary ``.keras``)
+    is exported in a child Python process on the TensorFlow backend (the weights load there
+    bit-identically); the report comes back the same way.
+
     Args:
-        model_or_path: an ``artifacts/<example>`` directory or a SavedModel directory (a path or str).
-        out: export directory (default None: ``<example>/exports``, or ``<savedmodel>_exports``).
+        model_or_path: a live ``keras.Model``, a ``.keras`` file, an ``artifacts/<example>``
+            directory or a SavedModel directory (str or Path).
+        out: export directory (default None: ``<example>/exports``; ``<savedmodel>_exports`` or
+            ``<stem>_exports`` beside a SavedModel or ``.keras`` file; ``./<model name>_exports``
+            for a live model).
         formats: format names from :data:`edgekit.core.formats.FORMATS` (default None: all).
         precisions: precision names (default None: every precision each format supports).
         calibration: representative data for int8, ``.npz`` keyed by input name (default None:
-            the example's ``calibration.npz``).
+            ``inputs``, else the example's ``calibration.npz``).
+        inputs: golden inputs, ``.npz`` keyed by input name (default None: synthesised for a Keras
+            source; see :mod:`edgekit.parity.inputs`).
+        input_shapes: ``{"ids": (128,)}`` or ``["ids=128"]``: fix unknown non-batch dims of a Keras
+            source (default None).
+        int_range: ``(lo, hi)``: synthesise integer inputs in ``[lo, hi)`` (default None: from the
+            model's Embedding layers).
+        unsafe: load a ``.keras`` holding Lambda layers (``safe_mode=False``; default False).
         opset: ONNX opset (default 17).
         max_batch: Core ML flexible batch upper bound (default 1024).
         quiet: silence converter output (default True).
@@ -277,12 +368,17 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
     Example::
 
         import edgekit
-        report = edgekit.export("artifacts/moons_h3", formats=["tflite", "onnx"])
+        report = edgekit.export(model, "exports/my_model", formats=["tflite", "onnx"])
         print(report.out_dir, [r.status for r in report.results])
     """
-    if not isinstance(model_or_path, (str, os.PathLike)):
-        raise UsageError("edgekit.export needs a path", got=type(model_or_path).__name__,
-                         expected="an example directory or a SavedModel directory (str or Path)")
-    return export_model(Path(model_or_path), None if out is None else Path(out), formats, precisions,
-                        None if calibration is None else Path(calibration), opset, max_batch=max_batch,
-                        quiet=quiet, progress=progress)
+    from edgekit.export import subproc
+
+    spec = source_mod.classify(model_or_path)
+    kwargs = {"formats": formats, "precisions": precisions,
+              "calibration": None if calibration is None else Path(calibration), "opset": opset,
+              "inputs": None if inputs is None else Path(inputs), "input_shapes": input_shapes,
+              "int_range": int_range, "unsafe": unsafe, "max_batch": max_batch, "quiet": quiet}
+    out_path = None if out is None else Path(out)
+    if subproc.needs_subprocess(spec):
+        return subproc.export_in_subprocess(spec, out_path, kwargs, progress)
+    return export_model(spec.model if spec.kind == "live" else spec.path, out_path, progress=progress, **kwargs)

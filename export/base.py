@@ -30,7 +30,8 @@ class ExportOptions:
         max_batch: upper bound of Core ML's flexible batch range ``RangeDim(1, max_batch)``
             (default 1024; Core ML ML Programs need a finite bound).
         calibration: representative inputs for full-integer quantization, keyed by input
-            name, float32, first axis = samples (default None: no calibration data).
+            name, each in its input's dtype (float, integer ids, uint8 pixels, bool), first
+            axis = samples (default None: no calibration data).
         calibration_origin: where ``calibration`` came from, for the manifest (default "").
         calibration_samples: at most this many calibration rows are used (default 200).
         metadata: string key/value metadata embedded in every artifact (default empty).
@@ -103,12 +104,17 @@ class ExportReport:
         out_dir: the export directory (holds ``manifest.json``).
         results: one entry per planned variant, in plan order.
         seconds: wall time of the whole run (loading included).
+        kind: what SOURCE was: ``"example"``, ``"savedmodel"``, ``"keras"`` or ``"live"`` (default "").
+        reference_error: why no golden file was written for a Keras source (an integer input
+            of unknown range: verify then needs ``--inputs`` or ``--int-range``), or None.
     """
 
     source: Path
     out_dir: Path
     results: tuple
     seconds: float
+    kind: str = ""
+    reference_error: str | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -136,7 +142,8 @@ class ExportReport:
         import dataclasses
 
         return {"source": str(self.source), "out_dir": str(self.out_dir), "seconds": self.seconds,
-                "ok": self.ok, "results": [dataclasses.asdict(r) for r in self.results]}
+                "ok": self.ok, "kind": self.kind, "reference_error": self.reference_error,
+                "results": [dataclasses.asdict(r) for r in self.results]}
 
 
 class Exporter(ABC):

@@ -1,10 +1,13 @@
-"""SOURCE for an export: an ``artifacts/<example>`` directory or any SavedModel directory.
+"""SOURCE for an export: a ``.keras`` file, a live ``keras.Model``, an ``artifacts/<example>``
+directory or any SavedModel directory.
 
-:func:`resolve` does the cheap checks (no TensorFlow); :func:`open_source` loads the
-SavedModel ONCE (one ``tf.saved_model.load``, kept alive on the returned
-:class:`SourceModel` for the whole run: converters given only the concrete function fail
-with "Called a function referencing variables which have been deleted") and validates
-its serving signature. :func:`load_calibration` reads and checks representative data.
+:func:`classify` does the cheap checks (no TensorFlow) and says which kind SOURCE is;
+:func:`open_source` loads a SavedModel directory ONCE (one ``tf.saved_model.load``, kept alive
+on the returned :class:`SourceModel` for the whole run: converters given only the concrete
+function fail with "Called a function referencing variables which have been deleted") and
+validates its serving signature. Keras sources are turned into a SavedModel inside the export
+directory by :mod:`edgekit.export.keras_source`. :func:`load_calibration` reads and checks
+representative data. Inputs may be float, integer or bool, mixed within one model.
 """
 
 from __future__ import annotations
@@ -19,8 +22,48 @@ from edgekit.core.fsutil import sha256_tree
 from edgekit.core.text import one_line
 from edgekit.export.base import tensor_info
 
-SOURCE_EXPECTED = ("an artifacts/<example> directory (with saved_model/1 and example.json) "
-                   "or a SavedModel directory")
+SOURCE_EXPECTED = ("a .keras file, a keras.Model (Python API), an artifacts/<example> directory "
+                   "(with saved_model/1 and example.json) or a SavedModel directory")
+#: input dtypes the converters and runtimes are given (others, e.g. strings, are refused)
+INPUT_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool")
+KINDS = ("example", "savedmodel", "keras", "live")
+
+
+@dataclass
+class SourceSpec:
+    """What SOURCE is, found without TensorFlow.
+
+    Attributes:
+        kind: ``"example"``, ``"savedmodel"``, ``"keras"`` (a ``.keras`` file) or ``"live"``.
+        path: SOURCE as given (None for a live model).
+        saved_model_dir: the SavedModel (example and savedmodel kinds; None for Keras sources,
+            whose SavedModel is written into the export directory).
+        example_dir: the example directory, or None.
+        model: the live model (``live`` kind only).
+    """
+
+    kind: str
+    path: Path | None
+    saved_model_dir: Path | None = None
+    example_dir: Path | None = None
+    model: Any = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        if self.kind == "live":
+            return str(getattr(self.model, "name", None) or "model")
+        if self.example_dir is not None:
+            return self.example_dir.name
+        assert self.path is not None  # noqa: S101 - every other kind has a path
+        if self.kind == "keras":
+            return self.path.stem
+        sm = self.saved_model_dir or self.path
+        return sm.name if sm.name not in ("1", "") else sm.parent.name
+
+    @property
+    def display(self) -> str:
+        """SOURCE for messages and the manifest (a live model: ``<keras.Model 'name'>``)."""
+        return f"<keras.Model {self.name!r}>" if self.kind == "live" else str(self.path)
 
 
 def _is_saved_model(d: Path) -> bool:
@@ -55,10 +98,46 @@ def resolve(path: Path) -> tuple[Path, Path | None]:
                      got=f"{path} (no saved_model.pb, no example.json)", expected=SOURCE_EXPECTED)
 
 
-def default_out(path: Path) -> Path:
-    """Default export directory: ``<example>/exports``, else ``<savedmodel>_exports`` beside it."""
+def classify(source: Any) -> SourceSpec:
+    """Say what SOURCE is, without TensorFlow: a live ``keras.Model``, a ``.keras`` file, or a directory.
+
+    Raises:
+        InputError: missing path, a file that is not ``.keras``, or a directory that is neither an
+            example nor a SavedModel.
+    """
+    from edgekit.export.keras_source import is_keras_model
+
+    if is_keras_model(source):
+        return SourceSpec("live", None, model=source)
+    if not isinstance(source, (str, Path)) and not hasattr(source, "__fspath__"):
+        raise InputError("SOURCE is not a path or a keras.Model", got=type(source).__name__, expected=SOURCE_EXPECTED)
+    path = Path(source)
+    if path.is_file() or (path.suffix == ".keras" and not path.exists()):
+        if path.suffix != ".keras":
+            raise InputError("SOURCE is a file but not a .keras model", got=str(path), expected=SOURCE_EXPECTED)
+        if not path.is_file():
+            raise InputError("SOURCE does not exist", got=str(path), expected=SOURCE_EXPECTED)
+        return SourceSpec("keras", path)
     sm, example = resolve(path)
-    return example / "exports" if example is not None else sm.parent / f"{sm.name}_exports"
+    return SourceSpec("example" if example is not None else "savedmodel", path, sm, example)
+
+
+def default_out(spec: SourceSpec | Path) -> Path:
+    """Default export directory: ``<example>/exports``; ``<savedmodel>_exports`` or ``<stem>_exports``
+    beside a SavedModel or a ``.keras`` file; ``./<model name>_exports`` for a live model."""
+    if not isinstance(spec, SourceSpec):
+        spec = classify(spec)
+    if spec.kind == "example":
+        assert spec.example_dir is not None  # noqa: S101
+        return spec.example_dir / "exports"
+    if spec.kind == "keras":
+        assert spec.path is not None  # noqa: S101
+        return spec.path.parent / f"{spec.path.stem}_exports"
+    if spec.kind == "live":
+        return Path.cwd() / f"{spec.name}_exports"
+    sm = spec.saved_model_dir
+    assert sm is not None  # noqa: S101
+    return sm.parent / f"{sm.name}_exports"
 
 
 @dataclass
@@ -83,6 +162,12 @@ class SourceModel:
             one: ``<example>/model.keras`` for an example, the copy in the export directory for a
             ``.keras`` file or a live model; None for a bare SavedModel. Converters may load it
             (e.g. to re-trace a layer) with ``keras.saving.load_model(path, safe_mode=True)``.
+        kind: one of :data:`KINDS` (default ``"savedmodel"``).
+        keras_model: the Keras model itself, for Keras sources (the golden outputs' reference).
+        fixed_shapes: ``{input name: dims}`` fixed with ``--input-shape`` (default empty).
+        keras_note: why there is no ``keras_path`` for a live model (``model.save`` failed), or None.
+        source_fingerprint: sha256 of the ``.keras`` file given, or None.
+        display_name: the name of a Keras source (file stem or model name), or None.
     """
 
     path: Path
@@ -99,9 +184,17 @@ class SourceModel:
     function: Any = field(repr=False)
     cache: dict = field(default_factory=dict, repr=False)
     keras_path: Path | None = None
+    kind: str = "savedmodel"
+    keras_model: Any = field(default=None, repr=False)
+    fixed_shapes: dict = field(default_factory=dict)
+    keras_note: str | None = None
+    source_fingerprint: str | None = None
+    display_name: str | None = None
 
     @property
     def name(self) -> str:
+        if self.display_name:
+            return self.display_name
         if self.example and self.example.get("name"):
             return str(self.example["name"])
         return self.saved_model_dir.name if self.saved_model_dir.name not in ("1", "") else \
@@ -124,20 +217,22 @@ class SourceModel:
         return [o["name"] for o in self.outputs]
 
     def predict(self, feeds: dict) -> dict:
-        """Run the SavedModel signature on numpy inputs; returns ``{output name: ndarray}``."""
+        """Run the SavedModel signature on numpy inputs (each cast to its input's dtype);
+        returns ``{output name: ndarray}``."""
         import tensorflow as tf
 
-        out = self.function(**{k: tf.constant(v, tf.float32) for k, v in feeds.items()})
+        dtypes = {i["name"]: tf.as_dtype(i["dtype"]) for i in self.inputs}
+        out = self.function(**{k: tf.constant(v, dtypes.get(k, tf.float32)) for k, v in feeds.items()})
         return {k: v.numpy() for k, v in out.items()}
 
 
 def open_source(path: Path) -> SourceModel:
-    """Load and validate SOURCE (imports TensorFlow).
+    """Load and validate a SavedModel or example directory (imports TensorFlow).
 
     Raises:
         InputError: see :func:`resolve`; unloadable SavedModel; no serving signature;
-            non-float32 inputs; inputs whose non-batch dimensions are unknown;
-            unreadable ``example.json``.
+            inputs of a dtype the formats cannot take (strings...); inputs whose non-batch
+            dimensions are unknown; unreadable ``example.json``.
     """
     sm_dir, example_dir = resolve(path)
     example = None
@@ -147,6 +242,17 @@ def open_source(path: Path) -> SourceModel:
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError("example.json is unreadable", got=one_line(exc, 300),
                              expected="the JSON file edgekit train writes") from exc
+    src = open_saved_model(sm_dir, path=Path(path), example_dir=example_dir, example=example)
+    src.kind = "example" if example_dir is not None else "savedmodel"
+    return src
+
+
+def open_saved_model(sm_dir: Path, path: Path, example_dir: Path | None, example: dict | None) -> SourceModel:
+    """Load one SavedModel directory and validate its serving signature (imports TensorFlow).
+
+    Raises:
+        InputError: see :func:`open_source`.
+    """
     import tensorflow as tf
 
     try:
@@ -172,13 +278,19 @@ def open_source(path: Path) -> SourceModel:
     inputs, input_tensors = [], {}
     for name, tensor in zip(names, fn.inputs[: len(names)], strict=True):
         spec = kw[name]
-        if spec.dtype != tf.float32:
-            raise InputError("SavedModel input is not float32", got=f"{name}: {spec.dtype.name}",
-                             expected="float32 inputs only")
-        if spec.shape.rank is None or spec.shape.rank < 1 or any(d is None for d in spec.shape[1:]):
-            raise InputError("SavedModel input has unknown dimensions", got=f"{name}: {spec.shape}",
+        if spec.dtype.name not in INPUT_DTYPES:
+            raise InputError("SavedModel input has a dtype edgekit cannot export", got=f"{name}: {spec.dtype.name}",
+                             expected=f"one of {', '.join(INPUT_DTYPES)}")
+        if spec.shape.rank is None or spec.shape.rank < 1:
+            raise InputError("SavedModel input has no batch axis", got=f"{name}: {spec.shape}",
                              expected="shape (batch, known dims...)")
-        inputs.append(tensor_info(name, [None, *spec.shape[1:]], "float32"))
+        unknown = [ax for ax, d in enumerate(spec.shape) if ax and d is None]
+        if unknown:
+            raise InputError(f"SavedModel input {name!r} has an unknown size on axis {unknown[0]}",
+                             got=f"{name}: {spec.shape}",
+                             expected=f"known dims: export the .keras model with --input-shape {name}=D1xD2... "
+                                      "(a SavedModel's signature is fixed)")
+        inputs.append(tensor_info(name, [None, *spec.shape[1:]], spec.dtype.name))
         input_tensors[name] = tensor.name
     if not isinstance(fn.structured_outputs, dict) or not fn.structured_outputs:
         raise InputError("serving signature must return named outputs",
@@ -198,29 +310,39 @@ def open_source(path: Path) -> SourceModel:
                        and (example_dir / "model.keras").is_file() else None)
 
 
-def load_calibration(source: SourceModel, path: Path | None) -> tuple[dict, str] | None:
+def load_calibration(source: SourceModel | list, path: Path | None,
+                     example_dir: Path | None = None) -> tuple[dict, str] | None:
     """Read representative inputs: ``path`` (.npz keyed by input name, or .npy for one
     input), else the example's ``calibration.npz``; None if there is neither.
 
+    Args:
+        source: the loaded source, or its inputs as TensorInfo dicts.
+        path: the calibration file (default: the example's ``calibration.npz``).
+        example_dir: the example directory when ``source`` is a list (default None).
+
     Returns:
-        ``({input name: float32 array (N, ...)}, origin)`` or None.
+        ``({input name: array (N, ...) in the input's dtype}, origin)`` or None.
 
     Raises:
         InputError: missing/unreadable file, wrong keys, wrong shape, empty or non-finite data.
     """
     import numpy as np
 
+    if isinstance(source, SourceModel):
+        infos, example_dir = source.inputs, source.example_dir
+    else:
+        infos = list(source)
     if path is None:
-        if source.example_dir is None or not (source.example_dir / "calibration.npz").is_file():
+        if example_dir is None or not (example_dir / "calibration.npz").is_file():
             return None
-        path = source.example_dir / "calibration.npz"
+        path = example_dir / "calibration.npz"
     path = Path(path)
     how = "an .npz keyed by input name (or an .npy for a single-input model)"
     if not path.is_file():
         raise InputError("calibration file does not exist", got=str(path), expected=how)
     if path.suffix not in (".npz", ".npy"):
         raise InputError("calibration file must be .npz or .npy", got=str(path), expected=how)
-    names = source.input_names
+    names = [i["name"] for i in infos]
     try:
         if path.suffix == ".npy":
             if len(names) != 1:
@@ -240,7 +362,7 @@ def load_calibration(source: SourceModel, path: Path | None) -> tuple[dict, str]
         raise InputError("calibration data lacks model inputs", got=f"{path} keys {sorted(raw)}",
                          expected=f"arrays named {names}")
     out = {}
-    for info in source.inputs:
+    for info in infos:
         arr = raw[info["name"]]
         want = info["shape"]
         if arr.ndim != len(want) or any(w is not None and w != g
@@ -248,11 +370,30 @@ def load_calibration(source: SourceModel, path: Path | None) -> tuple[dict, str]
             dims = ", ".join(str(d) for d in want[1:])
             raise InputError("calibration data has the wrong shape", got=f"{info['name']}: {arr.shape}",
                              expected=f"(N, {dims})")
-        if arr.shape[0] < 1 or not np.issubdtype(arr.dtype, np.number):
+        if arr.shape[0] < 1 or arr.dtype.kind not in "fiub":
             raise InputError("calibration data is empty or not numeric",
                              got=f"{info['name']}: {arr.dtype} {arr.shape}", expected="N >= 1 numeric rows")
-        arr = arr.astype(np.float32)
-        if not np.isfinite(arr).all():
-            raise InputError("calibration data holds NaN or Inf", got=info["name"], expected="finite values")
-        out[info["name"]] = arr
+        out[info["name"]] = _as_input_dtype(arr, info)
     return out, str(path)
+
+
+def _as_input_dtype(arr, info: dict):
+    """``arr`` in the input's dtype: floats from any number; integers and bools only when every
+    value survives the cast exactly (ids given as int64 for an int32 input are fine, 0.5 is not).
+
+    Raises:
+        InputError: NaN/Inf, or values the input's dtype cannot hold.
+    """
+    import numpy as np
+
+    want = np.dtype(info["dtype"])
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError("calibration data holds NaN or Inf", got=info["name"], expected="finite values")
+    if want.kind == "f":
+        return np.ascontiguousarray(arr.astype(want))
+    cast = arr.astype(want)
+    if not np.array_equal(cast.astype(np.float64), arr.astype(np.float64)):
+        raise InputError(f"calibration data for {want.name} input {info['name']!r} has values that type "
+                         "cannot hold", got=f"{arr.dtype} in [{arr.min()}, {arr.max()}]",
+                         expected=f"{want.name} values (ids, pixels, flags) without fractions or overflow")
+    return np.ascontiguousarray(cast)

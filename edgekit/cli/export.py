@@ -1,5 +1,8 @@
 """``edgekit export SOURCE... [--formats ...] [--precisions ...] [--out DIR] [--calibration FILE]
-[--opset N]``.
+[--inputs FILE.npz] [--input-shape NAME=D1xD2...] [--int-range LO,HI] [--unsafe] [--opset N]``.
+
+SOURCE is a ``.keras`` file (trained on any backend; loaded under TensorFlow), an
+``artifacts/<example>`` directory, a directory of examples, or a SavedModel directory.
 
 Standard library only at module level (``edgekit --help`` must not import TensorFlow).
 Exit codes: 0 every variant produced (skipped ones are listed), 1 a converter failed on
@@ -26,11 +29,13 @@ def register(subparsers) -> None:
     regs = registry.formats()
     table = "; ".join(f"{n}: {','.join(p.value for p in e.precisions)}" for n, e in regs.items())
     p = subparsers.add_parser(
-        "export", help="export SavedModels to TFLite, Core ML, TF.js and ONNX",
-        description="Export an artifacts/<example> directory or any SavedModel (serving signature, "
-                    f"float32 inputs) to every format and precision. Formats and precisions: {table}.")
+        "export", help="export Keras models and SavedModels to TFLite, Core ML, TF.js and ONNX",
+        description="Export a .keras file (saved on any Keras backend), an artifacts/<example> directory or "
+                    "any SavedModel (serving signature; float, integer or bool inputs) to every format and "
+                    f"precision. Formats and precisions: {table}. A .keras source gets a golden file of "
+                    "Keras' own predictions (reference.npz) that verify compares every format with.")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="artifacts/<example> directory or SavedModel directory (a directory of "
+                   help="model.keras, artifacts/<example> directory or SavedModel directory (a directory of "
                         "examples, e.g. artifacts/, means every example in it)")
     p.add_argument("--formats", type=_csv, default=None, metavar="LIST",
                    help=f"comma-separated formats (default: all of {','.join(regs)})")
@@ -38,9 +43,21 @@ def register(subparsers) -> None:
                    help=f"comma-separated precisions (default: every one each format supports; "
                         f"valid: {','.join(registry.all_precisions())})")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="export directory (default: <example>/exports; with several SOURCEs, DIR/<name>)")
+                   help="export directory (default: <example>/exports, <stem>_exports beside a .keras or "
+                        "SavedModel; with several SOURCEs, DIR/<name>)")
     p.add_argument("--calibration", type=Path, default=None, metavar="FILE.npz|.npy",
-                   help="representative inputs for int8 (default: the example's calibration.npz)")
+                   help="representative inputs for int8 (default: --inputs, else the example's calibration.npz)")
+    p.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
+                   help="golden inputs keyed by input name, in the inputs' dtypes (default: synthesised: "
+                        "uint8 0-255, ids in [0, vocab) of the Embedding they feed, floats standard normal "
+                        "or from the calibration data's statistics)")
+    p.add_argument("--input-shape", action="append", default=None, metavar="NAME=D1xD2...",
+                   help="fix unknown non-batch dims of an input, e.g. ids=128 or image=96x96x3 (repeatable)")
+    p.add_argument("--int-range", default=None, metavar="LO,HI",
+                   help="synthesise integer inputs in [LO, HI) (default: from the model's Embedding layers)")
+    p.add_argument("--unsafe", action="store_true",
+                   help="load a .keras holding Lambda layers or other stored code (safe_mode off: the file's "
+                        "code runs; only for files you trust)")
     p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (default 17)")
     p.add_argument("--verbose", action="store_true", help="show converter output")
     p.set_defaults(func=handler)
@@ -63,10 +80,15 @@ def summary_table(report) -> str:
 
 def _validate_all(args) -> list[tuple[Path, Path | None]]:
     """Check every SOURCE and output before exporting anything (bad input writes nothing)."""
+    from edgekit.core.errors import UsageError
     from edgekit.export import registry
     from edgekit.export import source as source_mod
+    from edgekit.export.keras_source import parse_input_shapes
+    from edgekit.parity.inputs import parse_int_range
 
     registry.plan(args.formats, args.precisions)
+    parse_input_shapes(args.input_shape)
+    parse_int_range(args.int_range)
     sources = []
     for s in map(Path, args.sources):
         # A directory of examples (e.g. artifacts/) stands for every example in it.
@@ -76,13 +98,11 @@ def _validate_all(args) -> list[tuple[Path, Path | None]]:
     jobs = []
     names = set()
     for s in sources:
-        sm, example = source_mod.resolve(s)
+        spec = source_mod.classify(s)
         out = args.out
         if args.out is not None and len(sources) > 1:
-            name = example.name if example is not None else sm.name
+            name = spec.name
             if name in names:
-                from edgekit.core.errors import UsageError
-
                 raise UsageError("two SOURCEs would export to the same directory", got=str(args.out / name),
                                  expected="distinct SOURCE names, or one --out per run")
             names.add(name)
@@ -96,12 +116,19 @@ def handler(args: argparse.Namespace) -> int:
     from edgekit.export.api import export_model
 
     jobs = _validate_all(args)
+    if args.unsafe:
+        print("edgekit export: warning: --unsafe: Lambda layers and other code stored in a .keras file will "
+              "run in this process; use it only for files you trust", file=sys.stderr)
     code = 0
     for src, out in jobs:
         report = export_model(src, out=out, formats=args.formats, precisions=args.precisions,
-                              calibration=args.calibration, opset=args.opset, quiet=not args.verbose)
+                              calibration=args.calibration, opset=args.opset, inputs=args.inputs,
+                              input_shapes=args.input_shape, int_range=args.int_range, unsafe=args.unsafe,
+                              quiet=not args.verbose)
         print(f"{src} -> {report.out_dir} ({report.seconds:.1f} s)")
         print(summary_table(report))
+        if report.reference_error:
+            print(f"no golden file: {report.reference_error} (pass it to edgekit verify)")
         print(f"manifest: {report.manifest_path}")
         sys.stdout.flush()
         if not report.ok:

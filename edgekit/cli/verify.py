@@ -30,6 +30,15 @@ def register(subparsers) -> None:
                    help='JSON overrides of the tolerance policy, e.g. {"tflite/fp16": {"*": {"atol": 0.02}}} '
                         "(default: the built-in policy, parity/tolerance.py)")
     v.add_argument("--jobs", type=int, default=2, help="files verified concurrently (default 2)")
+    v.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
+                   help="golden inputs for this run, keyed by input name in the inputs' dtypes; outputs are "
+                        "computed with Keras (default: each export's golden file)")
+    v.add_argument("--int-range", default=None, metavar="LO,HI",
+                   help="synthesise integer inputs in [LO, HI) for this run (default: the export's golden file)")
+    v.add_argument("--min-rows", type=int, default=8, metavar="N",
+                   help="a row that compared fewer golden rows is 'insufficient', not a pass (default 8)")
+    v.add_argument("--unsafe", action="store_true",
+                   help="load .keras files holding Lambda layers when outputs must be computed (runs their code)")
     v.add_argument("--browser", action="store_true",
                    help="also run every TF.js export in headless Chromium (webgl, wasm, cpu) and add "
                         "tfjs-browser rows and screenshots (default: off)")
@@ -47,7 +56,11 @@ def _verify(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be >= 1", got=args.jobs, expected=">= 1")
     # this process only verifies: coremltools may skip its TensorFlow import (light_coreml)
-    result = verify(args.dirs, formats=args.formats, overrides=overrides, jobs=args.jobs, light_coreml=True)
+    from edgekit.parity.inputs import parse_int_range
+
+    result = verify(args.dirs, formats=args.formats, overrides=overrides, jobs=args.jobs, light_coreml=True,
+                    inputs=args.inputs, int_range=parse_int_range(args.int_range), min_rows=args.min_rows,
+                    unsafe=args.unsafe)
     first = args.dirs[0]
     if args.browser:
         from edgekit.web.browser import check_browser, merge_into
@@ -58,6 +71,13 @@ def _verify(args: argparse.Namespace) -> int:
     json_path = args.json or first / "report.json"
     md_path = args.md or first / "report.md"
     print(format_table(result.rows))
+    origins: dict = {}
+    for r in result.rows:
+        origins.setdefault(r["example"], (r.get("inputs_origin") or {}, r.get("reference") or "keras"))
+    for name, (origin, ref) in origins.items():
+        if origin and not all("edgekit train" in o for o in origin.values()):
+            print(f"{name}: golden inputs: " + "; ".join(f"{k}: {v}" for k, v in origin.items()) +
+                  f"; reference outputs: {ref}")
     print(summary_line(result.rows, result.seconds))
     write_reports(result.rows, result.parity, json_path, md_path, result.seconds)
     print(f"wrote {json_path} and {md_path}")

@@ -55,7 +55,7 @@ SPECS: dict[str, FormatSpec] = {s.name: s for s in (
 FORMATS: tuple[str, ...] = tuple(SPECS)
 
 #: reference runtimes: not exported by edgekit's converters, but opened by the runtime registry.
-REFERENCE_FORMATS: tuple[str, ...] = ("savedmodel",)
+REFERENCE_FORMATS: tuple[str, ...] = ("savedmodel", "keras")  # keras: issue 11 (the .keras reference runner)
 
 #: the TF.js backends verify runs in Node.
 TFJS_BACKENDS: tuple[str, ...] = ("cpu", "wasm")

@@ -40,13 +40,18 @@ def _save_module(dest: Path, kind: str) -> Path:
         def serve_int(self, ids):
             return {"y": tf.matmul(tf.cast(ids, tf.float32), self.w)}
 
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.string, name="text")])
+        def serve_str(self, text):
+            return {"y": tf.cast(tf.strings.length(text), tf.float32)}
+
         @tf.function(input_signature=[tf.TensorSpec([None, 2, 2], tf.float32, name="m")])
         def serve_det(self, m):  # MatrixDeterminant: no TFLite builtin, tf2onnx converts it
             return {"det": tf.reshape(tf.linalg.det(m), [-1, 1])}
 
     m = Lin()
     sigs = {"float": {"serving_default": m.serve}, "int": {"serving_default": m.serve_int},
-            "det": {"serving_default": m.serve_det}, "nosig": {}}[kind]
+            "det": {"serving_default": m.serve_det}, "str": {"serving_default": m.serve_str},
+            "nosig": {}}[kind]
     tf.saved_model.save(m, str(dest), signatures=sigs)
     return dest
 
@@ -54,7 +59,7 @@ def _save_module(dest: Path, kind: str) -> Path:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("tiny-models")
-    return {k: _save_module(root / k, k) for k in ("float", "int", "det", "nosig")}
+    return {k: _save_module(root / k, k) for k in ("float", "int", "det", "str", "nosig")}
 
 
 def _cli(argv, capsys) -> tuple[int, str, str]:
@@ -70,7 +75,15 @@ def _listing(parent: Path) -> set:
 BAD = {
     "not_saved_model": (lambda t, p: [p / "empty_dir"], "not a SavedModel"),
     "no_signature": (lambda t, p: [t["nosig"]], "no serving signature"),
-    "int_input": (lambda t, p: [t["int"]], "not float32"),
+    "string_input": (lambda t, p: [t["str"]], "dtype edgekit cannot export"),
+    "not_keras_file": (lambda t, p: [p / "afile"], "not a .keras model"),
+    "keras_missing": (lambda t, p: [p / "nope.keras"], "does not exist"),
+    "input_shape_on_savedmodel": (lambda t, p: [t["float"], "--input-shape", "x=4"], "needs a Keras source"),
+    "bad_input_shape": (lambda t, p: [t["float"], "--input-shape", "x"], "NAME=D1xD2"),
+    "bad_int_range": (lambda t, p: [t["int"], "--int-range", "5,1"], "LO < HI"),
+    "inputs_missing": (lambda t, p: [t["float"], "--inputs", p / "nope.npz"], "does not exist"),
+    "inputs_wrong_keys": (lambda t, p: [t["float"], "--inputs", p / "wrongkey.npz"],
+                          "missing ['x'], extra ['a', 'b']"),
     "unknown_format": (lambda t, p: [t["float"], "--formats", "tflite,keras2"], "tflite, coreml, tfjs, onnx"),
     "unknown_precision": (lambda t, p: [t["float"], "--precisions", "fp8"], "fp32, fp16, int8_dynamic, int8"),
     "precision_unsupported": (lambda t, p: [t["float"], "--formats", "onnx", "--precisions", "fp16"],
@@ -281,3 +294,14 @@ def test_savedmodel_loaded_once_and_opset_selectable(tiny, tmp_path, monkeypatch
     model = onnx.load(str(tmp_path / "o" / "onnx" / "model_fp32.onnx"))
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {13}
     assert manifest_mod.load(tmp_path / "o").data["options"]["opset"] == 13
+
+
+def test_integer_input_savedmodel_exports_with_its_dtype(tiny, tmp_path, capsys):
+    """An int32 input is exported as int32 (it used to be refused as 'not float32')."""
+    code, out, err = _cli([tiny["int"], "--formats", "tflite,onnx", "--precisions", "fp32",
+                           "--out", tmp_path / "ex"], capsys)
+    assert code == 0, out + err
+    man = json.loads((tmp_path / "ex" / "manifest.json").read_text())
+    assert man["source"]["kind"] == "savedmodel"
+    assert [i["dtype"] for i in man["source"]["inputs"]] == ["int32"]
+    assert {a["format"]: a["inputs"][0]["dtype"] for a in man["artifacts"]} == {"tflite": "int32", "onnx": "int32"}
