@@ -192,7 +192,7 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
                      for ref_name, runner_name in in_map.items()} if in_map else ref.inputs
             raw = runner.predict(_feed(feeds, runner, notes))
         out_map = _map_names(list(ref.outputs), list(raw))
-        got = _dtype_notes({out_map[k]: v for k, v in raw.items()}, ref.outputs, notes)
+        got = {out_map[k]: v for k, v in raw.items()}
     except Unverifiable as exc:
         return _row(target, art.format, art.precision, runtime, "unverified", message=str(exc),
                     seconds=round(time.perf_counter() - t0, 3), **base), {}
@@ -203,11 +203,36 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
         return _row(target, art.format, art.precision, runtime, "error",
                     message=f"{type(exc).__name__}: {exc}",
                     seconds=round(time.perf_counter() - t0, 3), **base), {}
+    rows_mask = calibrated_rows(art, target) if tols[""].calibrated_range_only else None
+    row = judge(target, art.format, art.precision, runtime, got, tols, base, keras_metric, min_rows, notes,
+                rows_mask)
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row, got
+
+
+def judge(target: Target, fmt: str, precision: str, runtime: str, got: dict[str, np.ndarray], tols: dict,
+          base: dict, keras_metric=None, min_rows: int = MIN_ROWS, notes: list[str] | None = None,
+          rows_mask: np.ndarray | None = None) -> dict:
+    """The verdict on one run's outputs: compare with the reference, judge the task metric, count
+    the rows compared (fewer than ``min_rows``: ``insufficient``); returns the row.
+
+    Args:
+        target: what was verified (its reference holds the Keras outputs).
+        fmt, precision, runtime: the row's format, precision and runtime description.
+        got: the runtime's outputs keyed by reference output name.
+        tols: ``{output name or "": Tolerance}``.
+        base: extra row fields (size, path, backend, ...).
+        keras_metric: the Keras model's task metric, or None (default).
+        min_rows: fewer rows compared makes the row ``insufficient`` (default 8).
+        notes: facts for the message that are not failures (dtype casts; default none).
+        rows_mask: the golden rows whose values are compared (default None: all).
+    """
+    ref = target.reference
+    got = _dtype_notes(got, ref.outputs, notes := list(notes or []))
     tol = tols[""]
-    rows_mask = calibrated_rows(art, target) if tol.calibrated_range_only else None
     result = compare_outputs(got, ref.outputs, tols, rows=rows_mask)
     compared = min((o.rows_compared for o in result.outputs), default=0)
-    row = _row(target, art.format, art.precision, runtime, "pass", **base,
+    row = _row(target, fmt, precision, runtime, "pass", **base,
                max_abs_err=result.max_abs_err, atol=tol.atol, rtol=tol.rtol, atol_policy=tol.atol,
                required_atol=result.required_atol, max_metric_drop=tol.max_metric_drop,
                rows_compared=compared,
@@ -231,8 +256,7 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
         messages.append(f"compared {compared} golden row(s){why}, fewer than the {min_rows} a verdict needs "
                         "(--min-rows; more or wider golden inputs: --inputs FILE.npz)")
     row["message"] = "; ".join(messages + notes)
-    row["seconds"] = round(time.perf_counter() - t0, 3)
-    return row, got
+    return row
 
 
 def _run_all(tasks: list, overrides: Overrides | None, jobs: int, min_rows: int = 8) -> list:

@@ -1,6 +1,8 @@
 """The browser check: run every TF.js export in headless Chromium and compare with Keras.
 
-For each example with a TF.js export, :func:`check_browser` serves the artifacts with
+Any export with a TF.js model is checked: one that is not an edgekit example (a ``.keras``, a
+live model, a SavedModel) runs in a bare page on every golden input and output
+(:mod:`edgekit.web.harness`). For each example with a TF.js export, :func:`check_browser` serves the artifacts with
 :mod:`edgekit.web.server` (a free port on 127.0.0.1, in a thread), opens the demo page
 once per (precision, backend) in Debian's Chromium driven by Playwright, waits for the
 page to run the golden inputs, reads the in-page outputs from ``window.edgekit`` and
@@ -109,7 +111,7 @@ def _targets(dirs: list[Path]) -> list:
                 continue
             seen.add(m.resolve())
             t = load_target(m)  # checks reference and every file's sha256 up front (exit 2)
-            if t.example_dir is not None and any(a.format == "tfjs" for a, _ in t.artifacts):
+            if any(a.format == "tfjs" for a, _ in t.artifacts):
                 targets.append(t)
     return targets
 
@@ -202,9 +204,29 @@ def _evaluate(target, art, backend: str, chromium: str, state: dict, errors: lis
     return row, {first: got}
 
 
+def _run_foreign(t, context, backends, precisions, chromium, timeout_s, overrides, min_rows, status, rows,
+                 arrays) -> None:
+    """The rows of one non-example export (every TF.js precision x started backend); no screenshot."""
+    from edgekit.web.harness import run_export
+
+    for art, _ in t.artifacts:
+        if art.format != "tfjs" or (precisions and art.precision not in precisions):
+            continue
+        for backend in backends:
+            if status.get(backend, "started") != "started":
+                continue
+            row, got, state = run_export(context, t, art, backend, chromium, timeout_s, overrides, min_rows)
+            status[backend] = state
+            if row is not None:
+                row["screenshot"] = None
+                rows.append(row)
+                arrays.append(got)
+
+
 def check_browser(dirs: list[Path], backends: tuple[str, ...] = BACKENDS,
                   precisions: list[str] | None = None, screenshots: Path | None = None,
-                  executable: str = CHROMIUM, timeout_s: float = 60.0, overrides=None) -> BrowserResult:
+                  executable: str = CHROMIUM, timeout_s: float = 60.0, overrides=None,
+                  min_rows: int = 8) -> BrowserResult:
     """Load the demo page for every TF.js export on each backend that starts; compare with Keras.
 
     Args:
@@ -216,6 +238,8 @@ def check_browser(dirs: list[Path], backends: tuple[str, ...] = BACKENDS,
         executable: the Chromium binary (default ``/usr/bin/chromium``).
         timeout_s: per-page time limit in seconds (default 60).
         overrides: tolerance overrides, see :func:`edgekit.parity.tolerance.lookup` (default none).
+        min_rows: a row of a non-example export that compared fewer golden rows is
+            ``insufficient`` (default 8).
 
     Raises:
         UsageError: an unknown backend.
@@ -234,8 +258,12 @@ def check_browser(dirs: list[Path], backends: tuple[str, ...] = BACKENDS,
     sync_api = require("playwright.sync_api", "web", "playwright")
     targets = _targets([Path(d) for d in dirs])
     if not targets:
-        raise InputError("no example with a TF.js export found", got=[str(d) for d in dirs],
-                         expected="example dirs with exports/tfjs (edgekit export --formats tfjs)")
+        raise InputError("no export with a TF.js model found", got=[str(d) for d in dirs],
+                         expected="exports with tfjs/ (edgekit export --formats tfjs)")
+    # edgekit's examples run in the demo page; any other export (a .keras, a live model, a
+    # SavedModel) in a bare page that runs every golden input and output (edgekit.web.harness)
+    examples = [t for t in targets if t.example_dir is not None]
+    foreign = [t for t in targets if t.example_dir is None]
     rows: list[dict] = []
     arrays: list[dict[str, np.ndarray]] = []
     status: dict[str, str] = {}
@@ -245,7 +273,7 @@ def check_browser(dirs: list[Path], backends: tuple[str, ...] = BACKENDS,
         shot_dir = Path(screenshots) if screenshots is not None else tmp / "screenshots"
         shot_dir.mkdir(parents=True, exist_ok=True)
         servers = {}
-        for t in targets:
+        for t in examples:
             root = t.example_dir.parent.resolve()
             if root not in servers:
                 servers[root] = stack.enter_context(BackgroundServer(root))
@@ -253,7 +281,10 @@ def check_browser(dirs: list[Path], backends: tuple[str, ...] = BACKENDS,
         context = _launch(pw, executable, tmp / "profile")
         stack.callback(context.close)
         chromium = _chromium_version(context, executable)
-        for t in targets:
+        for t in foreign:
+            _run_foreign(t, context, backends, precisions, chromium, timeout_s, overrides, min_rows,
+                         status, rows, arrays)
+        for t in examples:
             base = servers[t.example_dir.parent.resolve()].url
             shot = None
             for art, _ in t.artifacts:

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                    help="load .keras files holding Lambda layers when outputs must be computed (runs their code)")
     v.add_argument("--browser", action="store_true",
                    help="also run every TF.js export in headless Chromium (webgl, wasm, cpu) and add "
-                        "tfjs-browser rows and screenshots (default: off)")
+                        "tfjs-browser rows (and a screenshot of the demo page per example; default: off)")
     v.set_defaults(func=_verify)
 
 
@@ -65,7 +65,8 @@ def _verify(args: argparse.Namespace) -> int:
     if args.browser:
         from edgekit.web.browser import check_browser, merge_into
 
-        browser = check_browser(args.dirs, screenshots=first / "screenshots", overrides=overrides)
+        browser = check_browser(args.dirs, screenshots=first / "screenshots", overrides=overrides,
+                                min_rows=args.min_rows)
         merge_into(result, browser)
         print("browser backends: " + ", ".join(f"{k}: {v}" for k, v in browser.backends.items()))
     json_path = args.json or first / "report.json"
