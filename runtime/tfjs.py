@@ -218,6 +218,15 @@ class TfjsRunner(Runner):
             self._open()
         arrays, blobs, offset = [], [], 0
         for name, arr in feeds.items():
+            if arr.dtype.kind in "iu" and arr.dtype.name not in WIRE_DTYPES:
+                # issue 11: TF.js runs int64/uint8/int8/int16 tensors as int32 (it has no other
+                # integer dtype): send the same values as int32, refusing any that int32 cannot hold
+                cast = arr.astype(np.int32)
+                if not np.array_equal(cast, arr):
+                    raise InputError(f"input {name!r} holds values int32 (TF.js' only integer dtype) cannot "
+                                     "hold", got=f"{arr.dtype.name} in [{arr.min()}, {arr.max()}]",
+                                     expected="values within int32")
+                arr = cast
             if arr.dtype.name not in WIRE_DTYPES:
                 raise InputError(f"TF.js cannot take input {name!r} of this dtype", got=arr.dtype.name,
                                  expected=list(WIRE_DTYPES))

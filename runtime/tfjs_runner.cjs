@@ -57,13 +57,8 @@ async function initBackend() {
   await tf.ready();
 }
 
-// The dtypes TF.js itself gives these tensors (tfjs-converter parseDtypeParam): it has no int64,
-// uint8, int8, int16, float16 or float64, so integer inputs/outputs run as int32 and floats as
-// float32. Reporting the model.json's TF dtype instead made every uint8/int64 input unfeedable
-// (issue 11: verify feeds such inputs by value and says so in the row).
-const TF_DTYPES = {DT_FLOAT: 'float32', DT_INT32: 'int32', DT_BOOL: 'bool', DT_HALF: 'float32',
-  DT_INT64: 'int32', DT_UINT8: 'int32', DT_INT8: 'int32', DT_INT16: 'int32', DT_UINT16: 'int32',
-  DT_DOUBLE: 'float32'};
+const TF_DTYPES = {DT_FLOAT: 'float32', DT_INT32: 'int32', DT_BOOL: 'bool', DT_HALF: 'float16',
+  DT_INT64: 'int64', DT_UINT8: 'uint8', DT_INT8: 'int8', DT_DOUBLE: 'float64'};
 const ARRAYS = {float32: Float32Array, int32: Int32Array, bool: Uint8Array};
 
 const models = new Map();
