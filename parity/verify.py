@@ -154,6 +154,15 @@ def _feed(feeds: dict[str, np.ndarray], runner, notes: list[str]) -> dict[str, n
     return out
 
 
+def tfjs_int_notes(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> list[str]:
+    """TF.js has one integer dtype, int32: say which inputs/outputs ran as int32 (compared by value)."""
+    notes = [f"input {n!r} ran as int32 in TF.js (no {a.dtype.name} there; same values)"
+             for n, a in inputs.items() if a.dtype.kind in "iu" and a.dtype != np.int32]
+    notes += [f"output {n!r} is int32 in TF.js (no {a.dtype.name} there): compared by value"
+              for n, a in outputs.items() if a.dtype.kind in "iu" and a.dtype != np.int32]
+    return notes
+
+
 def _dtype_notes(got: dict[str, np.ndarray], expected: dict[str, np.ndarray], notes: list[str]) -> dict:
     """Outputs whose integer width differs from the reference's (TF.js has no int64 and returns int32)
     are compared by value; returns ``got`` with those cast to the reference dtype, and says so."""
@@ -191,6 +200,8 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
             feeds = {runner_name: ref.inputs[ref_name]
                      for ref_name, runner_name in in_map.items()} if in_map else ref.inputs
             raw = runner.predict(_feed(feeds, runner, notes))
+        if art.format == "tfjs":
+            notes.extend(tfjs_int_notes(ref.inputs, ref.outputs))
         out_map = _map_names(list(ref.outputs), list(raw))
         got = {out_map[k]: v for k, v in raw.items()}
     except Unverifiable as exc:

@@ -102,7 +102,7 @@ def run_export(context, target, art, backend: str, chromium: str, timeout_s: flo
         ``(row or None if the backend did not start, outputs, backend status)``.
     """
     from edgekit.parity.tolerance import tolerances_for
-    from edgekit.parity.verify import _row, judge
+    from edgekit.parity.verify import _row, judge, tfjs_int_notes
     from edgekit.runtime.jsdeps import modules_root
 
     fmt = "tfjs-browser"
@@ -118,8 +118,7 @@ def run_export(context, target, art, backend: str, chromium: str, timeout_s: flo
     try:
         page.set_default_timeout(timeout_s * 1000)
         page.goto(f"{ORIGIN}/", wait_until="load")
-        notes = [f"input {n!r} fed as int32 (TF.js has no {a.dtype.name}; same values)"
-                 for n, a in ref.inputs.items() if a.dtype.kind in "iu" and a.dtype != np.int32]
+        notes = tfjs_int_notes(ref.inputs, ref.outputs)
         state = page.evaluate(RUN_JS, {"backend": backend, "modelUrl": f"{ORIGIN}/model/{art.path}/model.json",
                                        "feeds": {n: _wire(a) for n, a in ref.inputs.items()},
                                        "names": list(ref.outputs)})
