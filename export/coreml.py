@@ -43,17 +43,23 @@ class CoreMLExporter(Exporter):
         for noisy in ("coremltools", "coremltools.converters"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         ct = require("coremltools", "export")
+        import numpy as np
+
+        from edgekit.export import graph
+
         precision = Precision(precision)
+        src = graph.prepared(source, self.name, options)
         compute = ct.precision.FLOAT32 if precision == Precision.FP32 else ct.precision.FLOAT16
-        placeholders = {n: source.input_tensors[n].split(":")[0] for n in source.input_names}
+        placeholders = {n: src.input_tensors[n].split(":")[0] for n in source.input_names}
         inputs = [ct.TensorType(name=placeholders[i["name"]],
-                                shape=(ct.RangeDim(1, options.max_batch), *i["shape"][1:]))
+                                shape=(ct.RangeDim(1, options.max_batch), *i["shape"][1:]),
+                                dtype=np.dtype(i.get("dtype", "float32")).type)
                   for i in source.inputs]
-        mlmodel = ct.convert([source.function], source="tensorflow", convert_to="mlprogram",
+        mlmodel = ct.convert([src.function], source="tensorflow", convert_to="mlprogram",
                              inputs=inputs, compute_precision=compute, skip_model_load=True)
         spec = mlmodel.get_spec()
         renames = {placeholders[n]: n for n in source.input_names}
-        renames.update({source.output_tensors[n].split(":")[0]: n for n in source.output_names})
+        renames.update({src.output_tensors[n].split(":")[0]: n for n in source.output_names})
         have = {f.name for f in spec.description.input} | {f.name for f in spec.description.output}
         for old, new in renames.items():
             if old != new and old in have:
@@ -77,11 +83,40 @@ class CoreMLExporter(Exporter):
         missing = [n for n in source.input_names if n not in ins]
         if missing:
             raise ValueError(f"Core ML package lacks inputs {missing}")
-        info_in = [tensor_info(i["name"], i["shape"], "float32") for i in source.inputs]
-        info_out = [tensor_info(o["name"], o["shape"], "float32") for o in source.outputs]
+        from edgekit.runtime.coreml import SPEC_DTYPES
+
+        def dtype(feature) -> str:
+            arr = feature.type.multiArrayType
+            return SPEC_DTYPES.get(type(arr).ArrayDataType.Name(arr.dataType), "float32")
+
+        outs = {f.name: f for f in saved.description.output}
+        info_in = [tensor_info(i["name"], i["shape"], dtype(ins[i["name"]])) for i in source.inputs]
+        info_out = [tensor_info(o["name"], o["shape"], dtype(outs[o["name"]])) for o in source.outputs]
         quant = None if precision == Precision.FP32 else {"compute_precision": "float16",
                                                           "weights": "float16"}
+        extra = {"model_type": "mlprogram", "specification_version": saved.specificationVersion,
+                 "batch_range": [1, options.max_batch], **graph.manifest_extra(src.legalization)}
+        extra.update(run_once(path, graph.probe_inputs(source, options, rows=2)))
         return Produced(path=path, inputs=info_in, outputs=info_out, quantization=quant,
-                        embedded_metadata=meta,
-                        extra={"model_type": "mlprogram", "specification_version": saved.specificationVersion,
-                               "batch_range": [1, options.max_batch]})
+                        embedded_metadata=meta, extra=extra)
+
+
+def run_once(path: Path, feeds: dict) -> dict:
+    """Run the saved package once: Core ML itself on macOS, else edgekit's reference evaluator.
+
+    Returns:
+        ``{"ran_in": runtime}``, or ``{"ran_in": None, "not_run": why}`` when the evaluator lacks an
+        operation of the program (verify then reports the file ``unverified``, naming the op).
+
+    Raises:
+        RuntimeFailure: the package does not load or run.
+    """
+    from edgekit.core.errors import Unverifiable
+    from edgekit.runtime.coreml import CoreMLRunner
+
+    try:
+        with CoreMLRunner(path) as runner:
+            runner.predict({n: feeds[n] for n in (i.name for i in runner.inputs)})
+            return {"ran_in": runner.runtime_name}
+    except Unverifiable as exc:
+        return {"ran_in": None, "not_run": str(exc)}

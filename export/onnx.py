@@ -23,7 +23,7 @@ from edgekit.core.formats import SPECS
 from edgekit.export.base import Exporter, ExportOptions, Precision, Produced, tensor_info
 from edgekit.export.registry import register
 
-_ORT_DTYPES = {"float": "float32", "double": "float64"}  # onnxruntime type names -> numpy names
+_ORT_DTYPES = {"float": "float32", "double": "float64", "float16": "float16"}  # onnxruntime type names -> numpy names
 
 
 def _rename_value(graph, old: str, new: str) -> None:
@@ -122,8 +122,11 @@ class ONNXExporter(Exporter):
         import onnx
         import onnxruntime as ort
 
+        from edgekit.export import graph
+
         precision = Precision(precision)
-        fp32 = _fp32_model(source, options.opset)
+        src = graph.prepared(source, self.name, options)
+        fp32 = _fp32_model(src, options.opset)
         meta = {**options.metadata, "format": self.name, "precision": precision.value}
         path = out_dir / self.relpath(precision)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +172,10 @@ class ONNXExporter(Exporter):
         extra = set(ins) - set(source.input_names)
         if extra:
             raise ValueError(f"ONNX model has inputs the signature does not: {sorted(extra)}")
+        probe = graph.probe_inputs(source, options, rows=2)  # it must run, not only load
+        sess.run(None, {n: probe[n].astype(ins[n]["dtype"]) for n in source.input_names})
         return Produced(path=path, inputs=[ins[n] for n in source.input_names],
                         outputs=[outs[n] for n in source.output_names], quantization=quant,
-                        embedded_metadata=meta, extra={"opset": options.opset})
+                        embedded_metadata=meta,
+                        extra={"opset": options.opset, **graph.manifest_extra(src.legalization),
+                               "ran_in": f"onnxruntime {ort.__version__} CPUExecutionProvider"})

@@ -63,16 +63,17 @@ def read_metadata(model: bytes | Path, name: str = METADATA_NAME) -> dict | None
     return None
 
 
-def _representative(options: ExportOptions):
+def _representative(options: ExportOptions, source):
     import numpy as np
 
     arrays = options.calibration or {}
+    dtypes = {i["name"]: np.dtype(i.get("dtype", "float32")) for i in source.inputs}
     n = min(min(len(a) for a in arrays.values()), options.calibration_samples)
     idx = np.linspace(0, min(len(a) for a in arrays.values()) - 1, n).round().astype(int)
 
-    def gen():
+    def gen():  # rows in each input's own dtype (integer ids stay integers)
         for i in idx:
-            yield {k: a[i : i + 1] for k, a in arrays.items()}
+            yield {k: a[i : i + 1].astype(dtypes.get(k, a.dtype)) for k, a in arrays.items()}
 
     return gen, n
 
@@ -91,11 +92,15 @@ class TFLiteExporter(Exporter):
 
     def export(self, source, precision, out_dir: Path, options: ExportOptions) -> Produced:
         import tensorflow as tf
-        from ai_edge_litert.interpreter import Interpreter
+
+        from edgekit.export import graph
 
         precision = Precision(precision)
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([source.function], trackable_obj=source.loaded)
+        src = graph.prepared(source, self.name, options)
+        flex = bool(getattr(options, "tflite_select_tf_ops", False))
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([src.function], trackable_obj=src.loaded)
         quant: dict | None = None
+        builtins = tf.lite.OpsSet.TFLITE_BUILTINS
         if precision == Precision.FP16:
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_types = [tf.float16]
@@ -107,14 +112,17 @@ class TFLiteExporter(Exporter):
         elif precision == Precision.INT8:
             if not options.calibration:
                 raise ValueError("full-integer int8 needs calibration data (--calibration FILE.npz)")
-            gen, n = _representative(options)
+            gen, n = _representative(options, src)
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = gen
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
             quant = {"weights": "int8", "activations": "int8",
                      "calibration": {"source": options.calibration_origin, "samples": n}}
+        conv.target_spec.supported_ops = [builtins, tf.lite.OpsSet.SELECT_TF_OPS] if flex else [builtins]
+        if flex:  # keep TensorList ops as Flex ops instead of failing to lower them (Keras 3 RNN loops)
+            conv._experimental_lower_tensor_list_ops = False
         model = conv.convert()
         meta = {**options.metadata, "format": self.name, "precision": precision.value}
         model = embed_metadata(model, meta)
@@ -122,8 +130,9 @@ class TFLiteExporter(Exporter):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(model)
 
-        # Load it back in the real runtime: the I/O we record is what a device sees.
-        it = Interpreter(model_content=model)
+        # Load it back and run it once in the real runtime: the I/O we record is what a device sees.
+        flex_ops = flex_op_names(model)
+        it, runtime = _interpreter(model, flex_ops)
         sigs = it.get_signature_list()
         if source.signature_key not in sigs and len(sigs) != 1:
             raise ValueError(f"converted model has signatures {sorted(sigs)}, "
@@ -135,6 +144,7 @@ class TFLiteExporter(Exporter):
         missing = set(source.input_names) - set(ins) | set(source.output_names) - set(outs)
         if missing:
             raise ValueError(f"converted model lacks signature tensors {sorted(missing)}")
+        _run_once(it, key, ins, graph.probe_inputs(source, options, rows=2))
 
         def info(name: str, d: dict) -> dict:
             shape = d.get("shape_signature", d["shape"])
@@ -143,11 +153,74 @@ class TFLiteExporter(Exporter):
         inputs = [info(n, ins[n]) for n in source.input_names]
         outputs = [info(n, outs[n]) for n in source.output_names]
         if precision == Precision.INT8:
-            quant["inputs"] = {n: _qparams(ins[n]) for n in source.input_names}
-            quant["outputs"] = {n: _qparams(outs[n]) for n in source.output_names}
+            quant["inputs"] = {n: _qparams(ins[n]) for n in source.input_names if _is_quantized(ins[n])}
+            quant["outputs"] = {n: _qparams(outs[n]) for n in source.output_names if _is_quantized(outs[n])}
+        extra = {"signature": key, "metadata_entry": METADATA_NAME, **graph.manifest_extra(src.legalization),
+                 "ops": "builtins+flex" if flex_ops else "builtins", "ran_in": runtime}
+        if flex:
+            extra["select_tf_ops"] = True
+        if flex_ops:
+            extra["flex_ops"] = flex_ops
+            extra["cannot_load_in"] = ["ai-edge-litert (no Flex delegate in the wheel)",
+                                       "tflite-runtime (no Flex delegate)"]
         return Produced(path=path, inputs=inputs, outputs=outputs, quantization=quant,
-                        embedded_metadata=meta,
-                        extra={"signature": key, "metadata_entry": METADATA_NAME})
+                        embedded_metadata=meta, extra=extra)
+
+
+def flex_op_names(model: bytes) -> list[str]:
+    """The TF ops a .tflite file runs through the Flex delegate (custom codes ``Flex<Op>``), sorted."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.Model.GetRootAs(model, 0)
+    names = set()
+    for i in range(m.OperatorCodesLength()):
+        code = m.OperatorCodes(i).CustomCode()
+        if code and code.decode().startswith("Flex"):
+            names.add(code.decode()[4:])
+    return sorted(names)
+
+
+def _interpreter(model: bytes, flex_ops: list[str]):
+    """An allocated interpreter for ``model`` and a description of it. A file with Flex ops cannot
+    load in ai-edge-litert (its wheel has no Flex delegate): TensorFlow's own interpreter runs it."""
+    if flex_ops:
+        import tensorflow as tf
+
+        it = tf.lite.Interpreter(model_content=model)
+        runtime = f"tf.lite.Interpreter {tf.__version__} (Flex delegate)"
+    else:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from edgekit.runtime.base import package_version
+
+        it = Interpreter(model_content=model)
+        runtime = f"ai-edge-litert {package_version('ai-edge-litert')}"
+    it.allocate_tensors()
+    return it, runtime
+
+
+def _is_quantized(detail: dict) -> bool:
+    scale, _ = detail["quantization"]
+    return bool(scale)
+
+
+def _run_once(it, key: str, ins: dict, feeds: dict) -> None:
+    """Invoke the signature once on ``feeds`` (quantizing int8 inputs): the file must run, not only load."""
+    import numpy as np
+
+    from edgekit.runtime.tflite import quantize
+
+    runner = it.get_signature_runner(key)
+    args = {}
+    for name, d in ins.items():
+        x = feeds[name]
+        if np.dtype(d["dtype"]).kind in "iu" and _is_quantized(d):
+            scale, zero = d["quantization"]
+            x = quantize(x, scale, zero, d["dtype"])
+        args[name] = np.asarray(x, dtype=d["dtype"])
+    out = runner(**args)
+    if not out:
+        raise ValueError("the converted model ran but returned no outputs")
 
 
 def _qparams(detail: dict) -> dict:

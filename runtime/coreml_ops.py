@@ -9,8 +9,10 @@ Arithmetic inside one op runs in float32 and is rounded to the declared dtype on
 the way Core ML's fp16 CPU/GPU kernels store fp16 while accumulating in wider precision.
 
 Only the operations in :data:`OPS` are implemented (what dense and 1-D/2-D convolutional Keras
-models and the usual elementwise/shape ops produce); any other op is refused at load time with an error that
-names it. Each entry follows the MIL op's definition in
+models and the usual elementwise/shape ops produce, plus :mod:`edgekit.runtime.coreml_layers`:
+what Keras' common layers lower to); any other op is refused at load time with
+:class:`~edgekit.core.errors.Unverifiable` naming it (verify reports such a file ``unverified``).
+Each entry follows the MIL op's definition in
 ``coremltools/converters/mil/mil/ops/defs`` (argument names and defaults).
 """
 
@@ -20,7 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgekit.core.errors import RuntimeFailure
+from edgekit.core.errors import RuntimeFailure, Unverifiable
+from edgekit.runtime.coreml_layers import LAYER_OPS
 
 MIL_DTYPES = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64, "int8": np.int8,
               "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16, "int32": np.int32,
@@ -88,7 +91,10 @@ def _reduce(fn):
 def _concat(values, axis, interleave=False):
     if interleave:
         raise RuntimeFailure("Core ML reference evaluator: concat with interleave=True is not implemented")
-    return np.concatenate([np.asarray(v) for v in values], axis=int(axis))
+    arrays = [np.asarray(v) for v in values]
+    if any(a.ndim == 0 for a in arrays):  # scalars concatenate as 1-element vectors (packed shapes)
+        arrays = [np.atleast_1d(a) for a in arrays]
+    return np.concatenate(arrays, axis=int(axis))
 
 
 def _slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
@@ -142,6 +148,13 @@ def _conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilati
     v = _windows(x, kernel, strides, dilations, _pads(x.shape[2:], kernel, strides, dilations, pad_type, pad),
                  0)
     g = int(groups)
+    if g > 1 and g == x.shape[1] and w.shape[1] == 1:  # depthwise: one einsum, not one tensordot per channel
+        mult = w.shape[0] // g
+        sp = "hwd"[:nsp]
+        ks = "ijk"[:nsp]
+        y = np.einsum(f"nc{sp}{ks},cm{ks}->ncm{sp}", v, w.reshape(g, mult, *kernel), optimize=True)
+        y = y.reshape(x.shape[0], g * mult, *y.shape[3:])
+        return y if bias is None else y + _f(bias).reshape(1, -1, *[1] * nsp)
     cin, cout = x.shape[1] // g, w.shape[0] // g
     k_axes = list(range(2 + nsp, 2 + 2 * nsp))
     parts = [np.moveaxis(np.tensordot(v[:, i * cin:(i + 1) * cin], w[i * cout:(i + 1) * cout],
@@ -235,6 +248,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "reduce_max": _reduce(np.max), "reduce_min": _reduce(np.min),
     "batch_norm": _batch_norm,
     "conv": _conv, "max_pool": _pool("max"), "avg_pool": _pool("avg"), "pad": _pad,
+    **LAYER_OPS,  # conv_transpose, resizing, topk, cumsum, argmax, norms, gathers, ... (coreml_layers)
 }
 
 
@@ -264,7 +278,7 @@ class MilEvaluator:
         unsupported = sorted({op.op_type for op in fn.operations
                               if op.op_type != "const" and op.op_type != "cast" and op.op_type not in OPS})
         if unsupported:
-            raise RuntimeFailure(
+            raise Unverifiable(
                 f"Core ML reference evaluator does not implement the operation(s) {', '.join(unsupported)}",
                 got=f"ops {unsupported} in {function}",
                 expected=f"only the {len(OPS) + 2} ops of edgekit.runtime.coreml_ops.OPS (+ const, cast)")

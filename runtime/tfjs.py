@@ -238,11 +238,17 @@ class TfjsRunner(Runner):
         reply, body = self._server.request({"op": "predict", "handle": self._handle, "arrays": arrays},
                                            b"".join(blobs))
         result = {}
+        declared = {o.name: np.dtype(o.dtype) for o in self.outputs}
         for a in reply["arrays"]:
             dtype = np.dtype(a["dtype"]).newbyteorder("<")
             count = a["nbytes"] // dtype.itemsize
-            result[a["name"]] = np.frombuffer(body, dtype=dtype, count=count,
-                                              offset=a["offset"]).reshape(a["shape"])
+            arr = np.frombuffer(body, dtype=dtype, count=count, offset=a["offset"]).reshape(a["shape"])
+            want = declared.get(a["name"])
+            # TF.js has no int64 tensors: an int64 output (tf.argmax's default) comes back as int32.
+            # The values are the same integers: hand them back in the dtype the model declares.
+            if want is not None and want.kind in "iu" and arr.dtype.kind in "iu" and want != arr.dtype:
+                arr = arr.astype(want)
+            result[a["name"]] = arr
         return result
 
     def _close(self) -> None:

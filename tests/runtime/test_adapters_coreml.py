@@ -7,7 +7,7 @@ import platform
 import numpy as np
 import pytest
 
-from edgekit.core.errors import InputError, RuntimeFailure, UsageError
+from edgekit.core.errors import InputError, RuntimeFailure, Unverifiable, UsageError
 from edgekit.runtime.coreml import CoreMLRunner
 from edgekit.runtime.registry import open_model
 
@@ -84,15 +84,15 @@ def test_fp16_program_computes_in_fp16(many_ops):
 def test_unsupported_op_is_refused_by_name(tmp_path):
     from coremltools.converters.mil import Builder as mb
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 4))])
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 2, 4, 4))])
     def prog(x):
-        return mb.sin(x=mb.relu(x=x), name="y")
+        return mb.l2_pool(x=mb.relu(x=x), kernel_sizes=[2, 2], strides=[2, 2], pad_type="valid", name="y")
 
-    ct.convert(prog, convert_to="mlprogram").save(str(tmp_path / "sin.mlpackage"))
-    with pytest.raises(RuntimeFailure) as exc:
-        open_model(tmp_path / "sin.mlpackage")
+    ct.convert(prog, convert_to="mlprogram").save(str(tmp_path / "l2pool.mlpackage"))
+    with pytest.raises(Unverifiable) as exc:  # verify turns it into an ``unverified`` row naming the op
+        open_model(tmp_path / "l2pool.mlpackage")
     msg = str(exc.value)
-    assert "does not implement the operation(s) sin" in msg and "\n" not in msg and exc.value.exit_code == 1
+    assert "does not implement the operation(s) l2_pool" in msg and "\n" not in msg and exc.value.exit_code == 1
 
 
 def test_neural_network_mlmodel_needs_macos(tmp_path):
