@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 from _cli import cli, manifest, report_rows
 
@@ -44,6 +45,10 @@ def test_every_format_matches_keras(name, keras_file, tmp_path, capsys):
     formats = {r["format"] for r in rows if r["status"] == "pass"}
     assert {"savedmodel", "tflite", "onnx", "tfjs"} <= formats, formats
     assert code == (0 if all(r["status"] == "pass" for r in rows) else 1)
+    if name == "jax_mlp":  # the weights saved on JAX predict the same under TensorFlow
+        jax_pred = np.load(src.parent / "jax_mlp_predictions.npy", allow_pickle=False)
+        with np.load(out / "reference.npz", allow_pickle=False) as z:
+            assert np.abs(z["output_0"] - jax_pred).max() < 1e-6
 
 
 def test_resizing_batchnorm_fails_in_every_format(keras_file, tmp_path, capsys):
