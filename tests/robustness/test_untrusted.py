@@ -1,11 +1,11 @@
 """Untrusted files never run code: no unpickling of data files, Keras models only in safe mode.
 
 Where edgekit loads ``.keras`` files: ``edgekit.train.moons.sweep_figure`` (the moons models just
-trained into the output dir) and ``edgekit.train.grid`` (its own checkpoint). Both pass
-``safe_mode=True``; no command loads a user-supplied Keras file (``export`` takes
-SavedModels, which hold graphs, not Python), so there is no ``--unsafe`` switch to add.
+trained into the output dir) and ``edgekit.train.grid`` (its own checkpoint) pass
+``safe_mode=True``; a user's ``.keras`` is loaded by ``edgekit export``/``verify``
+(``edgekit.parity.keras_model``) and ``edgekit bench``, in safe mode unless ``--unsafe`` is given.
 The source scan below keeps it that way: a new ``load_model`` call without
-``safe_mode=True`` literally, or any pickle use, fails this test.
+``safe_mode=True`` literally (or a listed ``--unsafe`` switch), or any pickle use, fails this test.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("edgekit", "runtime", "export", "train", "bench", "benchmarks")
+PACKAGES = ("edgekit", "runtime", "parity", "export", "train", "bench", "web", "benchmarks")
 PICKLERS = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
 
@@ -67,7 +67,10 @@ def test_no_pickle_anywhere_in_the_source():
 
 #: the one place a user's .keras file is loaded (``edgekit bench DIR``: the Keras baselines);
 #: safe_mode there follows ``--unsafe`` (default off), tested below.
-UNSAFE_SWITCH = {"bench/cases.py": "safe_mode=not case.get('unsafe', False)"}
+UNSAFE_SWITCH = {"bench/cases.py": "safe_mode=not case.get('unsafe', False)",
+                 # export/verify of a user's .keras (issue 11): --unsafe, default off; refusal tested in
+                 # tests/byom/test_bad_input.py (the Lambda's marker file is never written)
+                 "parity/keras_model.py": "safe_mode=not unsafe"}
 
 
 def test_every_keras_load_is_in_safe_mode_unless_the_user_says_unsafe():
@@ -83,7 +86,8 @@ def test_every_keras_load_is_in_safe_mode_unless_the_user_says_unsafe():
                 sites.append(rel)
     # A new place that loads a user's .keras file needs an explicit --unsafe switch (default off),
     # an entry in UNSAFE_SWITCH and a test that a Lambda model is refused without the switch.
-    assert sorted(set(sites)) == ["bench/cases.py", "train/grid.py", "train/moons.py"], sites
+    assert sorted(set(sites)) == ["bench/cases.py", "export/graph.py", "parity/keras_model.py", "train/grid.py",
+                                  "train/moons.py"], sites
 
 
 def _lambda_model(path: Path, marker: Path, n_features: int) -> None:
