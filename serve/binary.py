@@ -136,6 +136,11 @@ class BinaryTensorMiddleware:
         body = b"".join(chunks)
         header_len = headers.get(HEADER)
         if header_len is None and b"binary_data" not in body:  # plain JSON: MLServer's own handler
+            if b"json" not in headers.get(b"content-type", b""):
+                # a v2 body is JSON whatever it is labelled (curl -d says form-urlencoded): without
+                # this FastAPI would not parse it and answer every such request with a 400 on "body"
+                scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+                         + [(b"content-type", b"application/json")]}
             return await self.app(scope, _replay(body, receive), send)
         try:
             body = _inflate(body, headers.get(b"content-encoding", b"").decode("latin-1").lower())
