@@ -31,6 +31,9 @@ from edgekit.core.version import __version__
 INPUT_NAME = "features"
 EXTRA_ROWS = 64          # seeded extra golden rows spanning the input range
 EXTRA_SEED = 20241129    # fixed: the extra rows are the same whatever --seed is
+# model.keras reloaded on TensorFlow vs the training backend's predictions, relative to the peak
+# output: measured 1.2e-7 (JAX -> TF, STACK.md); 1e-5 is the fp32 parity tolerance verify applies.
+RELOAD_ATOL = 1e-5
 
 
 @dataclass
@@ -41,7 +44,11 @@ class TrainContext:
         dir: the (temporary) example directory to write plots into.
         seed: the global seed (default 0).
         quick: a few epochs only, for tests (default False).
-        progress: ``progress(epoch, epochs, loss)`` callback factory output.
+        progress: ``progress(epoch, epochs, loss)`` callback factory output (default none).
+        log: where messages go (default print).
+        exporter: a :class:`edgekit.train.tf_export.TFExporter` writing the SavedModel on the TensorFlow
+            backend, or None to export in this process (default None).
+        plan: backend/distribution facts recorded in metrics.json (default empty).
     """
 
     dir: Path
@@ -49,6 +56,8 @@ class TrainContext:
     quick: bool = False
     progress: Any = None
     log: Any = print
+    exporter: Any = None
+    plan: dict = field(default_factory=dict)
 
     def epochs(self, full: int, quick: int = 5) -> int:
         return min(full, quick) if self.quick else full
@@ -84,15 +93,17 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and TensorFlow, and turn on TF op determinism."""
+    """Seed Python, numpy and the Keras backend; on TensorFlow also turn on op determinism."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except RuntimeError:  # already set in this process
-        pass
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.experimental.enable_op_determinism()
+        except RuntimeError:  # already set in this process
+            pass
 
 
 def extra_rows(x: np.ndarray, n: int = EXTRA_ROWS, margin: float = 0.25) -> np.ndarray:
@@ -104,12 +115,21 @@ def extra_rows(x: np.ndarray, n: int = EXTRA_ROWS, margin: float = 0.25) -> np.n
 
 
 def library_versions() -> dict:
-    import keras
-    import sklearn
-    import tensorflow as tf
+    """Versions of what trained the model (read from the installed metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"python": platform.python_version(), "numpy": np.__version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "scikit-learn": sklearn.__version__, "edgekit": __version__}
+    import keras
+
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    names = ["tensorflow", "keras", "scikit-learn"] + {"jax": ["jax", "jaxlib"], "torch": ["torch"]}.get(
+        keras.backend.backend(), [])
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    out["edgekit"] = __version__
+    return out
 
 
 def _signature_info(saved_model_dir: Path) -> tuple[list[dict], list[dict]]:
@@ -125,19 +145,33 @@ def _signature_info(saved_model_dir: Path) -> tuple[list[dict], list[dict]]:
 
 
 def write_artifact(ctx: TrainContext, name: str, result: TrainResult, seconds: float) -> dict:
-    """Write the artifact layout for ``result`` into ``ctx.dir``; return metrics.json's content."""
+    """Write the artifact layout for ``result`` into ``ctx.dir``; return metrics.json's content.
+
+    On the TensorFlow backend without a strategy the SavedModel is exported here; otherwise
+    (JAX, torch, a distributed run) ``ctx.exporter`` writes it on the TensorFlow backend from
+    ``model.keras`` and the reloaded model's predictions are checked against the trained ones.
+    """
     d = ctx.dir
     model = result.model
     sm_dir = d / "saved_model" / "1"
-    sm_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet():
-        model.export(str(sm_dir), format="tf_saved_model", verbose=False)
-    model.save(d / "model.keras")
-    ins, outs = _signature_info(sm_dir)
-    if len(ins) != 1:
-        raise RuntimeError(f"{name}: expected one signature input, got {[i['name'] for i in ins]}")
     golden = np.concatenate([result.golden_x.astype(np.float32), extra_rows(result.calib_x)], axis=0)
     pred = np.asarray(model(golden, training=False), dtype=np.float32)
+    model.save(d / "model.keras")
+    reload_diff = None
+    if ctx.exporter is None:
+        sm_dir.parent.mkdir(parents=True, exist_ok=True)
+        with _quiet():
+            model.export(str(sm_dir), format="tf_saved_model", verbose=False)
+        ins, outs = _signature_info(sm_dir)
+    else:
+        ins, outs, tf_pred = ctx.exporter.export(d, golden)
+        reload_diff = float(np.max(np.abs(tf_pred - pred))) if pred.size else 0.0
+        scale = max(1.0, float(np.max(np.abs(pred))))
+        if not reload_diff <= RELOAD_ATOL * scale:
+            raise RuntimeError(f"{name}: model.keras reloaded on TensorFlow predicts {reload_diff:.3g} away from "
+                               f"the trained model (allowed {RELOAD_ATOL * scale:.3g})")
+    if len(ins) != 1:
+        raise RuntimeError(f"{name}: expected one signature input, got {[i['name'] for i in ins]}")
     ref = {ins[0]["name"]: golden, outs[0]["name"]: pred,
            "y_true": np.asarray(result.y_true, dtype=np.float32)}
     np.savez(d / "reference.npz", **ref)
@@ -151,7 +185,15 @@ def write_artifact(ctx: TrainContext, name: str, result: TrainResult, seconds: f
                       "n_extra": EXTRA_ROWS},
         "edgekit_version": __version__,
     })
-    metrics = {"example": name, "task": result.task, "metrics": result.metrics,
+    import keras
+
+    training = {**ctx.plan, "keras_backend": keras.backend.backend(),
+                "saved_model_written_by": "this process" if ctx.exporter is None else
+                "model.keras reloaded on the tensorflow backend"}
+    if reload_diff is not None:
+        training["tensorflow_reload_max_abs_diff"] = reload_diff
+    metrics = {"example": name, "task": result.task, "backend": keras.backend.backend(), "training": training,
+               "metrics": result.metrics,
                "headline": {"name": result.headline[0], "value": float(result.headline[1])},
                "hyperparams": result.hyperparams, "seed": ctx.seed, "quick": ctx.quick,
                "train_seconds": round(seconds, 3), "versions": library_versions(), **result.extra}

@@ -56,7 +56,7 @@ def _targets(y, loss: str) -> np.ndarray:
 
 
 class Trainer:
-    """Compiled epochs for one model/optimizer, reusable for any data up to ``capacity`` rows.
+    """TensorFlow backend: compiled epochs for one model/optimizer, reusable for any data up to ``capacity`` rows.
 
     Args:
         model: a built Keras model (trained in place).
@@ -212,10 +212,36 @@ def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, op
     Returns:
         The :class:`History`.
     """
+    from edgekit.train import distribute
+
+    if distribute.ACTIVE is not None and distribute.ACTIVE.distribute is not None:
+        if validation is not None or callbacks:
+            raise ValueError("a distributed fit takes no validation data or callbacks")
+        return distribute.distributed_fit(model, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                                          loss=loss, seed=seed, progress=progress, name=model.name)
     x = np.asarray(x, np.float32)
     yt = _targets(y, loss)
-    trainer = Trainer(model, optimizer, loss, min(batch_size, len(x)), len(x), x.shape[1],
-                      target_shape=yt.shape[1:], val_capacity=0 if validation is None else len(validation[0]),
-                      jit_compile=jit_compile, fixed_rows=True)
+    trainer = make_trainer(model, optimizer, loss, min(batch_size, len(x)), len(x), x.shape[1],
+                           target_shape=yt.shape[1:], val_capacity=0 if validation is None else len(validation[0]),
+                           jit_compile=jit_compile, fixed_rows=True)
     return trainer.fit(x, yt, epochs=epochs, seed=seed, validation=validation, callbacks=callbacks,
                        progress=progress, epochs_per_call=epochs_per_call)
+
+
+def make_trainer(model, optimizer, loss: str, batch_size: int, capacity: int, n_features: int, **kwargs):
+    """The fast trainer for the running Keras backend (same arguments as :class:`Trainer`).
+
+    TensorFlow: :class:`Trainer` (``tf.function`` + XLA); JAX: :class:`edgekit.train.fit_jax.JaxTrainer`
+    (``jax.jit``); any other backend (torch): :class:`edgekit.train.fit_keras.KerasFitTrainer`, Keras'
+    own ``fit`` with the same batches, loss and optimizer but no whole-epoch compilation.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        cls = Trainer
+    elif backend == "jax":
+        from edgekit.train.fit_jax import JaxTrainer as cls
+    else:
+        from edgekit.train.fit_keras import KerasFitTrainer as cls
+    return cls(model, optimizer, loss, batch_size, capacity, n_features, **kwargs)

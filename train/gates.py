@@ -74,12 +74,12 @@ def train_gate(ctx: TrainContext, gate: str) -> TrainResult:
 
 
 @register("and_gate", "binary", "AND gate: Dense(2, relu) -> Dense(1, sigmoid)", params={"gate": "and"},
-          group="gates", quality="accuracy 1.0, every output at least 0.3 from 0.5", passes=_passes)
+          group="gates", quality="accuracy 1.0, every output at least 0.3 from 0.5", passes=_passes, fit_rows=4)
 def and_gate(ctx: TrainContext, gate: str) -> TrainResult:
     return train_gate(ctx, gate)
 
 
 @register("or_gate", "binary", "OR gate: Dense(2, relu) -> Dense(1, sigmoid)", params={"gate": "or"},
-          group="gates", quality="accuracy 1.0, every output at least 0.3 from 0.5", passes=_passes)
+          group="gates", quality="accuracy 1.0, every output at least 0.3 from 0.5", passes=_passes, fit_rows=4)
 def or_gate(ctx: TrainContext, gate: str) -> TrainResult:
     return train_gate(ctx, gate)

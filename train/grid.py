@@ -56,13 +56,13 @@ _TRAINERS: dict = {}
 def _trainer(dropout: float, batch_size: int, capacity: int, val_capacity: int):
     import keras
 
-    from edgekit.train.fit import Trainer
+    from edgekit.train.fit import make_trainer
     from edgekit.train.regression import N_FEATURES, deep_net
 
     key = (dropout, batch_size, capacity, val_capacity)
     if key not in _TRAINERS:
-        _TRAINERS[key] = Trainer(deep_net(dropout, name="grid_trainer"), keras.optimizers.SGD(0.01), "mse",
-                                 batch_size, capacity, N_FEATURES, val_capacity=val_capacity)
+        _TRAINERS[key] = make_trainer(deep_net(dropout, name="grid_trainer"), keras.optimizers.SGD(0.01), "mse",
+                                      batch_size, capacity, N_FEATURES, val_capacity=val_capacity)
     return _TRAINERS[key]
 
 
@@ -104,7 +104,8 @@ def _wrapper_class():
 
 
 @register("regression_grid", "regression", "make_regression: grid-searched deep network (scikeras)",
-          quality="test R² > 0.95", cost=45.0, passes=lambda m: m["test_r2"] > 0.95)
+          quality="test R² > 0.95", cost=45.0, passes=lambda m: m["test_r2"] > 0.95,
+          not_distributable="a grid search: 37 scikeras fits with validation and early stopping")
 def regression_grid(ctx: TrainContext) -> TrainResult:
     import keras
     from sklearn.model_selection import GridSearchCV

@@ -78,7 +78,7 @@ def _register(hidden: int) -> None:
 
     @register(f"moons_h{hidden}", "multiclass", f"make_moons, Dense({hidden}, tanh, L2) -> softmax",
               params={"hidden": hidden}, group="moons", quality=quality, cost=3.0,
-              passes=(lambda m: m["accuracy"] >= 0.80) if hidden >= 3 else None)
+              passes=(lambda m: m["accuracy"] >= 0.80) if hidden >= 3 else None, fit_rows=160)
     def _train(ctx: TrainContext, hidden: int) -> TrainResult:
         return train_moons(ctx, hidden)
 

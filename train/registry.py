@@ -35,6 +35,10 @@ class Example:
         cost: rough full-training cost (seconds on one core), for spreading work over processes.
         passes: ``passes(metrics) -> bool`` checks ``quality`` on the result's metrics after a
             full (not ``--quick``) run (default none: no bar).
+        fit_rows: training rows of the example's one fit, for the up-front check that its batches
+            split across replicas (default None: it cannot train distributed).
+        batch_size: that fit's batch size (default 32).
+        not_distributable: why ``fit_rows`` is None, for the error message (default empty).
     """
 
     name: str
@@ -46,6 +50,9 @@ class Example:
     quality: str = ""
     cost: float = 2.0
     passes: Callable[[dict], bool] | None = None
+    fit_rows: int | None = None
+    batch_size: int = 32
+    not_distributable: str = ""
 
 
 EXAMPLES: dict[str, Example] = {}
@@ -55,7 +62,8 @@ GROUP_HOOKS: dict[str, Callable] = {}
 
 def register(name: str, task: str, summary: str, params: dict | None = None,
              group: str | None = None, quality: str = "", cost: float = 2.0,
-             passes: Callable[[dict], bool] | None = None) -> Callable:
+             passes: Callable[[dict], bool] | None = None, fit_rows: int | None = None,
+             batch_size: int = 32, not_distributable: str = "") -> Callable:
     """Decorator registering ``fn`` as example ``name``; duplicate names are refused."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -63,7 +71,8 @@ def register(name: str, task: str, summary: str, params: dict | None = None,
     def deco(fn: Callable) -> Callable:
         if name in EXAMPLES:
             raise ValueError(f"duplicate example name {name!r}")
-        EXAMPLES[name] = Example(name, task, summary, fn, dict(params or {}), group, quality, cost, passes)
+        EXAMPLES[name] = Example(name, task, summary, fn, dict(params or {}), group, quality, cost, passes,
+                                 fit_rows, batch_size, not_distributable)
         return fn
 
     return deco

@@ -93,7 +93,7 @@ def finish(ctx: TrainContext, net, d: Data, name: str, hist, hyper: dict, extra:
 
 
 @register("regression_linear", "regression", "make_regression: Dense(1) linear, SGD 0.01",
-          quality="test R² > 0.99", passes=lambda m: m["test_r2"] > 0.99)
+          quality="test R² > 0.99", passes=lambda m: m["test_r2"] > 0.99, fit_rows=800)
 def regression_linear(ctx: TrainContext) -> TrainResult:
     import keras
 
@@ -127,7 +127,7 @@ def deep_net(dropout: float = 0.2, name: str = "deep_net"):
 
 
 @register("regression_deep", "regression", "make_regression: deep dropout network, SGD 0.05",
-          quality="test R² > 0.95", cost=8.0, passes=lambda m: m["test_r2"] > 0.95)
+          quality="test R² > 0.95", cost=8.0, passes=lambda m: m["test_r2"] > 0.95, fit_rows=800)
 def regression_deep(ctx: TrainContext) -> TrainResult:
     import keras
 
@@ -159,7 +159,7 @@ def _penultimate(net, x):
 
 
 @register("regression_mlp", "regression", "make_regression: 64-32-16 relu MLP, Adam",
-          quality="test R² > 0.9", passes=lambda m: m["test_r2"] > 0.9)
+          quality="test R² > 0.9", passes=lambda m: m["test_r2"] > 0.9, fit_rows=800)
 def regression_mlp(ctx: TrainContext) -> TrainResult:
     import keras
     from keras import layers

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgekit.core.errors import OutputError
-from edgekit.core.fsutil import atomic_dir, clean_stale_tmp, ensure_writable_dir
+from edgekit.core.fsutil import atomic_dir, clean_stale_tmp, ensure_writable_dir, write_json
+from edgekit.train.backends import Plan, check_plan, keras_already_imported_as, worker_env
 from edgekit.train.registry import GROUP_HOOKS, Example
 
 
@@ -23,6 +23,7 @@ class Outcome:
     quality: str
     path: Path
     met: bool | None = None   # the quality bar, after a full run (None: no bar, or --quick)
+    weights_sha256: str = ""  # of the trained weights (multi-worker: every worker's must match)
 
 
 class Progress:
@@ -63,7 +64,8 @@ def check_out(out: Path, examples: list[Example]) -> Path:
 
 
 def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: bool = False,
-                   log=print, jobs: int = 1) -> list[Outcome]:
+                   log=print, jobs: int = 1, plan: Plan | None = None,
+                   explicit: tuple[str, ...] | list[str] = ()) -> list[Outcome]:
     """Train ``examples``; each lands in ``out/<name>`` only if it completes.
 
     Args:
@@ -72,77 +74,161 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
         seed: global seed (default 0).
         quick: a few epochs each, for tests (default False).
         log: where progress lines go (default print).
-        jobs: worker processes (default 1: in this process). With 2+, examples are
-            spread over spawned workers by their cost estimate (the grid search alone
-            weighs about as much as everything else).
+        jobs: worker processes (default 1). With 2+, examples are spread over spawned workers
+            by their cost estimate (the grid search alone weighs about as much as everything else).
+            A backend other than the one Keras already runs here, or a distributed plan, always
+            trains in worker processes (Keras picks its backend once per process).
+        plan: backend and distribution (default: TensorFlow, single device, the fast path).
+        explicit: names the user typed; with a distributed plan, such an example that cannot be
+            distributed is an error, while one that came from ``all`` or a group is skipped
+            with a note (default none).
+
+    Raises:
+        UsageError, DependencyError: a bad plan, or an explicitly named example it cannot run (exit 2).
+        RuntimeFailure: a worker process died; the others were stopped (exit 1).
     """
+    plan = check_plan(plan or Plan())
+    examples = _distributable(examples, plan, explicit, log)
     out = check_out(out, examples)
     clean_stale_tmp(out)
     t_all = time.perf_counter()
     jobs = max(1, min(jobs, len(examples)))
-    if jobs == 1:
-        outcomes = _train_list(examples, out, seed, quick, log)
+    if plan.distribute == "multiworker":
+        from edgekit.train.multiworker import train_multiworker
+
+        jobs = plan.replicas
+        outcomes = train_multiworker(examples, out, seed, quick, log, plan)
+    elif jobs == 1 and plan == Plan() and keras_already_imported_as(plan.backend) in (None, True):
+        outcomes = _train_list(examples, out, seed, quick, log, plan=plan)
     else:
-        outcomes = _train_parallel(examples, out, seed, quick, log, jobs)
+        outcomes = _train_parallel(examples, out, seed, quick, log, jobs, plan)
     trained = {o.name for o in outcomes}
     for group, hook in GROUP_HOOKS.items():
         members = [ex.name for ex in examples if ex.group == group and ex.name in trained]
         if len(members) > 1:
-            path = hook(out, members)
+            path = _run_hook(hook, out, members, plan)
             log(f"{group}: wrote {path}")
     total = time.perf_counter() - t_all
     summary = [{"example": o.name, "metric": o.metric, "value": o.value, "seconds": round(o.seconds, 2),
                 "quality_bar": o.quality, "quality_met": o.met} for o in outcomes]
-    (out / "train_summary.json").write_text(json.dumps({"total_seconds": round(total, 2), "quick": quick,
-                                                        "seed": seed, "jobs": jobs,
-                                                        "examples": summary}, indent=2) + "\n")
-    log(format_summary(outcomes, total))
+    write_json(out / "train_summary.json", {"total_seconds": round(total, 2), "quick": quick, "seed": seed,
+                                            "jobs": jobs, **plan.describe(), "examples": summary})
+    log(format_summary(outcomes, total, plan))
     return outcomes
 
 
-def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log, tag: str = "") -> list[Outcome]:
+def _distributable(examples: list[Example], plan: Plan, explicit, log) -> list[Example]:
+    """The examples ``plan`` can train: refuse a named one that cannot split, skip others with a note."""
+    if plan.distribute is None:
+        return examples
+    from edgekit.core.errors import UsageError
+    from edgekit.train.distribute import check_split
+
+    keep, skipped = [], []
+    for ex in examples:
+        try:
+            if ex.fit_rows is None:
+                raise UsageError(f"{ex.name} cannot train distributed ({ex.not_distributable})",
+                                 expected="an example trained by one fit (gates, moons, regression_linear, "
+                                          "regression_deep, regression_mlp)")
+            check_split(ex.name, ex.fit_rows, ex.batch_size, plan.n_replicas)
+            keep.append(ex)
+        except UsageError as exc:
+            if ex.name in explicit:
+                raise
+            skipped.append(f"{ex.name} ({exc.what.split(': ', 1)[-1]})")
+    if skipped:
+        log(f"--distribute {plan.distribute}: skipping {len(skipped)} example(s): {'; '.join(skipped)}")
+    if not keep:
+        raise UsageError(f"none of the selected examples can train with --distribute {plan.distribute}",
+                         got=", ".join(ex.name for ex in examples), expected="gates, moons or regression_linear")
+    return keep
+
+
+def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log, tag: str = "",
+                plan: Plan | None = None, chief: bool = True) -> list[Outcome]:
+    """Train ``examples`` one after another in this process (a worker's whole job)."""
+    plan = plan or Plan()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("KERAS_BACKEND", plan.backend)
     from edgekit.train.common import _quiet  # imports numpy only
 
     outcomes: list[Outcome] = []
     # TensorFlow's C++ chatter (CUDA probing, XLA service lines) goes to <out>/train.log, not the
     # terminal; progress goes to stdout, errors still reach the user as exceptions.
     with _quiet(out / "train.log"):
-        _quiet_tensorflow()
-        for i, ex in enumerate(examples, 1):
-            outcomes.append(_train_one(ex, i, len(examples), out, seed, quick, log, tag))
+        if plan.backend == "tensorflow":
+            _quiet_tensorflow()
+        from edgekit.train import distribute
+        from edgekit.train.tf_export import TFExporter
+
+        distribute.activate(plan)
+        tf_here = plan.backend == "tensorflow" and plan.distribute in (None, "single")
+        exporter = None if tf_here or not chief else TFExporter(out / "train.log")
+        try:
+            for i, ex in enumerate(examples, 1):
+                outcomes.append(_train_one(ex, i, len(examples), out, seed, quick, log, tag, plan, exporter, chief))
+        finally:
+            if exporter is not None:
+                exporter.close()
     return outcomes
 
 
-def _train_one(ex: Example, i: int, total: int, out: Path, seed: int, quick: bool, log, tag: str) -> Outcome:
+def _train_one(ex: Example, i: int, total: int, out: Path, seed: int, quick: bool, log, tag: str,
+               plan: Plan, exporter, chief: bool = True) -> Outcome:
+    from edgekit.train import distribute
     from edgekit.train.common import TrainContext, write_artifact
 
     log(f"{tag}[{i}/{total}] {ex.name}: {ex.summary}")
     t0 = time.perf_counter()
     with atomic_dir(out / ex.name) as tmp:
-        ctx = TrainContext(dir=tmp, seed=seed, quick=quick, progress=Progress(ex.name), log=log)
-        result = ex.fn(ctx, **ex.params)
-        write_artifact(ctx, ex.name, result, time.perf_counter() - t0)
+        ctx = TrainContext(dir=tmp, seed=seed, quick=quick, progress=Progress(ex.name) if chief else None,
+                           log=log, exporter=exporter, plan=plan.describe())
+        with distribute.scope():
+            result = ex.fn(ctx, **ex.params)
+        digest = weights_digest(result.model)
+        if chief:
+            write_artifact(ctx, ex.name, result, time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     met = None if quick or ex.passes is None else bool(ex.passes(result.metrics))
     _clear_session()
     return Outcome(ex.name, result.headline[0], float(result.headline[1]), seconds, ex.quality,
-                   out / ex.name, met)
+                   out / ex.name, met, digest)
 
 
-def _worker(names: list[str], out: str, seed: int, quick: bool, tag: str) -> list[Outcome]:
+def weights_digest(model) -> str:
+    """sha256 over the model's weights (float32 bytes, in order): equal digests, identical weights."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def _init_worker(env: dict) -> None:
+    """Pool initializer: the backend and XLA flags go into the environment before Keras is imported."""
+    os.environ.update(env)
+
+
+def _worker(names: list[str], out: str, seed: int, quick: bool, tag: str, plan: dict) -> list[Outcome]:
     from edgekit.train.registry import select
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    return _train_list(select(names), Path(out), seed, quick, log, tag)
+    return _train_list(select(names), Path(out), seed, quick, log, tag, Plan(**plan))
 
 
-def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, log, jobs: int) -> list[Outcome]:
+def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, log, jobs: int,
+                    plan: Plan) -> list[Outcome]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from edgekit.core.errors import RuntimeFailure
 
     bins: list[list[Example]] = [[] for _ in range(jobs)]
     loads = [0.0] * jobs
@@ -151,12 +237,39 @@ def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, 
         bins[k].append(ex)
         loads[k] += ex.cost
     order = {ex.name: i for i, ex in enumerate(examples)}
-    log(f"training {len(examples)} example(s) in {jobs} worker processes")
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, [e.name for e in b], str(out), seed, quick, f"w{k} ")
+    log(f"training {len(examples)} example(s) in {jobs} worker process(es), backend {plan.backend}"
+        + (f", --distribute {plan.distribute} over {plan.n_replicas} replica(s)" if plan.distribute else ""))
+    pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(worker_env(plan),))
+    try:
+        futures = [pool.submit(_worker, [e.name for e in b], str(out), seed, quick, f"w{k} ", asdict(plan))
                    for k, b in enumerate(bins) if b]
         outcomes = [o for f in futures for o in f.result()]
+    except BrokenProcessPool as exc:
+        raise RuntimeFailure("a training worker process died; the other workers were stopped and no "
+                             "unfinished example was written", got=str(exc) or "BrokenProcessPool",
+                             expected="see <out>/train.log") from None
+    except BaseException:
+        for p in list(getattr(pool, "_processes", {}).values()):  # stop the others now, not after their work
+            p.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        clean_stale_tmp(out)
     return sorted(outcomes, key=lambda o: order[o.name])
+
+
+def _run_hook(hook, out: Path, members: list[str], plan: Plan):
+    """Group hooks (the sweep figure) load model.keras; off the running backend they run in a worker."""
+    if keras_already_imported_as(plan.backend) is False or (plan.backend != "tensorflow"
+                                                             and "keras" not in sys.modules):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=({"KERAS_BACKEND": "tensorflow"},)) as pool:
+            return pool.submit(hook, out, members).result()
+    return hook(out, members)
 
 
 def _quiet_tensorflow() -> None:
@@ -174,7 +287,7 @@ def _clear_session() -> None:
     keras.backend.clear_session(free_memory=True)
 
 
-def format_summary(outcomes: list[Outcome], total: float) -> str:
+def format_summary(outcomes: list[Outcome], total: float, plan: Plan | None = None) -> str:
     """The summary table: example, metric, value, seconds, quality bar and whether it was met."""
     def value(v: float) -> str:
         return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
@@ -187,6 +300,8 @@ def format_summary(outcomes: list[Outcome], total: float) -> str:
     rows = [(o.name, o.metric, value(o.value), f"{o.seconds:.1f}", o.quality or "-", met(o)) for o in outcomes]
     lines = [render(("example", "metric", "value", "seconds", "quality bar", "met"), rows, right=(2, 3))]
     missed = [o.name for o in outcomes if o.met is False]
-    lines.append(f"total {total:.1f}s for {len(outcomes)} example(s)"
+    how = "" if plan is None or plan == Plan() else (
+        f" on {plan.backend}" + (f", --distribute {plan.distribute} x{plan.n_replicas}" if plan.distribute else ""))
+    lines.append(f"total {total:.1f}s for {len(outcomes)} example(s){how}"
                  + (f"; quality bar MISSED by {', '.join(missed)}" if missed else ""))
     return "\n".join(lines)
