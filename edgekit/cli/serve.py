@@ -66,18 +66,25 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise UsageError("--threads too small", got=args.threads, expected=">= 1")
     if not 0 <= args.batch_time_ms <= 1000:
         raise UsageError("--batch-time-ms out of range", got=args.batch_time_ms, expected="0..1000")
-    return [p.strip() for p in args.precisions.split(",") if p.strip()]
+    from edgekit.core.formats import SPECS
+
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    valid = [str(p) for p in SPECS[args.format].precisions]
+    if not precisions or any(p not in valid for p in precisions) or len(set(precisions)) != len(precisions):
+        raise UsageError(f"invalid --precisions for {args.format}", got=args.precisions,
+                         expected=f"distinct names from {','.join(valid)}")
+    return precisions
 
 
 def serve(args: argparse.Namespace) -> int:
     """Check everything, print the served models, run until Ctrl-C/SIGTERM; return 0."""
     precisions = _check(args)
-    try:
-        import mlserver  # noqa: F401
-    except ImportError as exc:
-        raise DependencyError(f"MLServer is not installed ({exc})", expected="pip install 'edgekit[serve]'") from exc
     import asyncio
+    import importlib.util
     import socket
+
+    if importlib.util.find_spec("mlserver") is None:
+        raise DependencyError("MLServer is not installed", expected="pip install 'edgekit[serve]'")
 
     from edgekit.core.table import render
     from edgekit.serve.plan import plan
