@@ -9,10 +9,10 @@ EDGEKIT := $(VENV)/bin/edgekit
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
 
-.PHONY: all setup chromium test test-all train export verify report pipeline serve-web bench lint clean help
+.PHONY: all setup chromium test test-all train export verify report pipeline serve-web bench pi-check lint clean help
 
 help:
-	@echo "make all | setup | test | test-all | train | export | verify | report | serve-web | bench | lint | clean"
+	@echo "make all | setup | test | test-all | train | export | verify | report | serve-web | bench | pi-check | lint | clean"
 
 all: setup train pipeline
 
@@ -78,6 +78,12 @@ serve-web: setup
 
 bench: setup
 	$(PY) benchmarks/bench_train.py
+
+# Every TFLite and ONNX export verified inside an emulated Raspberry Pi 4 (arm64 Debian bookworm under
+# qemu-user; root, cached in ~/.cache/edgekit/pi-rootfs); rows merged into $(ARTIFACTS)/report.*.
+# Not part of `make test`. PI_MODEL=5 emulates a Pi 5 (cortex-a76).
+pi-check: setup
+	$(PY) scripts/pi_check.py --artifacts $(ARTIFACTS)
 
 # ruff over every package, the import-layer contract, and a type check of the public API
 lint: $(VENV)/.stamp
