@@ -105,21 +105,29 @@ def task() -> tuple[int, int]:
 
 
 def patch_keras_20585() -> None:
-    """Work around keras-team/keras#20585 (keras 3.15.1): ``fit()`` under MultiWorkerMirroredStrategy.
+    """Work around keras-team/keras#20585: keras 3.15.1's ``fit()`` under MultiWorkerMirroredStrategy.
 
-    Before the first step Keras builds the model symbolically from one batch; under a strategy
-    it gets that batch by ``strategy.reduce("MEAN", per_replica_batch)``, which the collective
-    all-reduce of MultiWorkerMirroredStrategy cannot do eagerly on a ``PerReplica`` of input data
-    (``ValueError: Attempt to convert a value (PerReplica:{...}) ... to a Tensor``). The build
-    needs only shapes and dtypes, so this patch takes this replica's local batch instead. The
-    one place edgekit changes Keras; ``tests/train/test_distribute.py`` checks it is still
-    needed and that it works.
+    Two places in Keras' TensorFlow trainer reduce across workers what cannot be reduced that way
+    (both measured here with 2 workers on 127.0.0.1):
+
+    1. Before the first step Keras builds the model from one batch, obtained by
+       ``strategy.reduce("MEAN", per_replica_batch)``; the collective all-reduce cannot do that
+       eagerly on a ``PerReplica`` of input data (``ValueError: Attempt to convert a value
+       (PerReplica:{...}) ... to a Tensor``). The build needs only shapes and dtypes: this takes
+       the local replica's batch.
+    2. Every step's logs (the scalar loss) are averaged with ``strategy.reduce("MEAN", v, axis=0)``,
+       and a scalar has no axis 0 (``Invalid reduction dimension 0 for input with 0 dimensions``):
+       scalars are reduced with ``axis=None``.
+
+    The one place edgekit changes Keras, applied only in a multi-worker process (idempotent);
+    ``tests/train/test_distribute.py`` checks that plain Keras still fails and the patched one trains.
     """
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     cls = tf_trainer.TensorFlowTrainer
     if getattr(cls, "_edgekit_20585", False):
         return
+    original_reduce = tf_trainer.reduce_per_replica
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         import tensorflow as tf
@@ -139,7 +147,19 @@ def patch_keras_20585() -> None:
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
+    def reduce_per_replica(values, strategy, reduction):
+        from keras.src import tree
+
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            def _reduce(v):
+                scalar = all(t.shape.rank == 0 for t in strategy.experimental_local_results(v))
+                return strategy.reduce("MEAN", v, axis=None if scalar else 0)
+
+            return tree.map_structure(_reduce, values)
+        return original_reduce(values, strategy, reduction)
+
     cls._maybe_symbolic_build = _maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
     cls._edgekit_20585 = True
 
 
@@ -165,7 +185,10 @@ def distributed_fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_s
     order = epoch_order(n, epochs, seed)
     xs, ys = x[order], yt[order]
     steps = n // bs
-    model.compile(optimizer=optimizer, loss=loss, steps_per_execution=steps)
+    # one step per execution under tf.distribute: steps_per_execution > 1 fails inside MirroredStrategy
+    # (keras 3.15.1: "You must feed a value for placeholder tensor ... while/cond/Placeholder")
+    spe = 1 if keras.backend.backend() == "tensorflow" and plan and plan.n_replicas > 1 else steps
+    model.compile(optimizer=optimizer, loss=loss, steps_per_execution=spe)
     hist = History()
 
     def on_epoch_end(epoch, logs):

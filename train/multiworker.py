@@ -110,6 +110,10 @@ def train_multiworker(examples: list[Example], out: Path, seed: int, quick: bool
             k, code = failed
             _stop(procs)
             clean_stale_tmp(out)
+            with open(out / "train.log", "a") as log_file:  # the workers' tracebacks, for the record
+                for j in range(n):
+                    log_file.write(f"--- multi-worker worker {j} stderr\n")
+                    log_file.write((scratch / f"stderr{j}.log").read_text(errors="replace"))
             raise RuntimeFailure(f"multi-worker training: worker {k} exited with code {code}; the other "
                                  "workers were stopped and no unfinished example was written",
                                  got=_last_line(scratch / f"stderr{k}.log"), expected="every worker to finish")
