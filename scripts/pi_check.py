@@ -260,7 +260,6 @@ def main(argv: list[str] | None = None) -> int:
         from edgekit.parity.targets import find_manifests
 
         find_manifests(args.artifacts)
-        flex = flagged_flex(args.artifacts)
     except EdgekitError as exc:
         print(f"pi-check: error: {exc}", file=sys.stderr)
         return 2
@@ -269,8 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pi-check: error: the cache must live outside the checkout; got {cache}", file=sys.stderr)
         return 2
     try:
+        pi_root.ensure_tools()
+        flex = flagged_flex(args.artifacts)  # loads every manifest: bad exports stop here, exit 2
         with pi_root.signals_raise():
             return _run(args, cache, flex, t0)
+    except EdgekitError as exc:
+        print(f"pi-check: error: {exc}", file=sys.stderr)
+        return 2
     except Skip as exc:
         print(f"pi-check: SKIPPED: {exc}", file=sys.stderr)
         return 0
@@ -283,7 +287,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, cache: Path, flex: dict, t0: float) -> int:
-    pi_root.ensure_tools()
     model, info = args.model, MODELS[args.model]
     with Mounts() as host:  # binfmt_misc, if mounted here
         pi_root.ensure_binfmt(host)
