@@ -153,3 +153,20 @@ def test_sigterm_stops_the_server_cleanly(serve_artifacts):
         port = srv.port
     assert srv.proc.returncode == 0 and "edgekit serve: stopped" in srv.output
     assert _nothing_listens(port)
+
+
+def test_parallel_workers_serve_the_same_answers(serve_artifacts):
+    """``--workers 1``: inference in an MLServer worker process (uvloop < 0.22: MLServer 1.7.1's workers
+    die at start with uvloop 0.22+), the guard still in front of the batcher in the main process."""
+    from _serve import http, post_json
+
+    body = {"inputs": [{"name": "features", "shape": [2, 2], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}
+    with ServeProcess(str(serve_artifacts / "moons_h3"), "--format", "onnx") as inproc:
+        want = post_json(f"{inproc.url}/v2/models/moons_h3/infer", body)
+    with ServeProcess(str(serve_artifacts / "moons_h3"), "--format", "onnx", "--workers", "1") as srv:
+        got = post_json(f"{srv.url}/v2/models/moons_h3/infer", body)
+        assert got[0] == want[0] == 200 and got[1]["outputs"] == want[1]["outputs"]
+        status, _, raw = http("POST", f"{srv.url}/v1/models/moons_h3:predict", b'{"instances": [[1, 2, 3]]}')
+        assert status == 400 and "wrong shape" in json.loads(raw)["error"]
+        status, tfs = post_json(f"{srv.url}/v1/models/moons_h3:predict", {"instances": [[0.1, 0.2], [0.3, 0.4]]})
+        assert status == 200 and sum(tfs["predictions"], []) == want[1]["outputs"][0]["data"]
