@@ -76,6 +76,10 @@ pipeline: setup
 serve-web: setup
 	$(EDGEKIT) serve-web --artifacts $(ARTIFACTS)
 
+.PHONY: serve
+serve: setup  # every example's TFLite file on MLServer (v2 REST :8080, gRPC :8081, TF Serving REST /v1)
+	$(EDGEKIT) serve $(ARTIFACTS)
+
 bench: setup
 	$(PY) benchmarks/bench_train.py
 
