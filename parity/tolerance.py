@@ -35,11 +35,12 @@ class Tolerance:
             ``atol * max(1, max |keras output|)``, so one number fits probabilities and
             raw-scale regression outputs alike; ``"abs"``: ``atol`` as is.
         calibrated_range_only: compare values only on the golden rows inside the range a
-            full-integer model was calibrated for: every input feature within the calibration
-            data's [min, max] and the int8 input range, every Keras output within the int8
-            output range (see :func:`edgekit.parity.verify.calibrated_rows`). Outside, activations
-            saturate by design; those rows are counted (``rows_excluded``), not judged, and
-            the task metric still covers every labelled row (default False).
+            full-integer model's int8 tensors represent (per tensor, from the model's scale and
+            zero point): every quantised input value within the int8 input range, every Keras
+            output within the int8 output range (see :func:`edgekit.parity.targets.calibrated_rows`).
+            Outside, the int8 tensors saturate by design; those rows are counted
+            (``rows_excluded``), not judged, and the task metric still covers every labelled row
+            (default False).
     """
 
     atol: float
