@@ -164,7 +164,8 @@ def synthesise(infos: list[dict], *, rows: int = GOLDEN_ROWS, seed: int = GOLDEN
             elif known is not None:
                 lo, hi, why = int(known[0]), int(known[1]), str(known[2]) if len(known) > 2 else "the model"
             else:
-                raise InputError(f"integer input {name!r} feeds no Embedding layer: its valid range is unknown",
+                raise InputError(f"integer input {name!r} has no known valid range (no Embedding layer "
+                                 "to read it from)",
                                  got=f"{dtype.name}{tuple(info['shape'])}",
                                  expected="--int-range LO,HI (ids drawn from [LO, HI)) or --inputs FILE.npz")
             lim = np.iinfo(dtype)

@@ -34,7 +34,7 @@ def test_int_range_overrides_the_model_and_is_half_open():
 
 
 def test_integer_input_without_a_known_range_is_refused():
-    with pytest.raises(InputError, match="feeds no Embedding layer.*--int-range LO,HI"):
+    with pytest.raises(InputError, match="no known valid range.*--int-range LO,HI"):
         synthesise([info("ids", (3,), "int32")])
 
 
