@@ -5,8 +5,8 @@ Adam at its default learning rate (0.001) for 100 epochs — does not learn eith
 gate: after 100 tiny steps the outputs still sit near 0.5 (75% accuracy). We keep
 the architecture and change only the training: Adam at 0.05 for 500 full-batch
 epochs, He-uniform kernels and a 0.1 bias so both relu units start alive, and a
-deterministic restart (next seed) in the rare case a relu unit dies anyway
-(measured: 1 of 8 seeds for AND). Both gates then reach 100% with outputs
+deterministic restart (next seed) in the case a relu unit dies anyway
+(measured: 1 of 8 seeds for AND on TensorFlow, 6 of 8 on JAX). Both gates then reach 100% with outputs
 within 0.05 of 0 or 1.
 """
 
@@ -22,7 +22,11 @@ TARGETS = {"and": np.array([0, 0, 0, 1], np.float32), "or": np.array([0, 1, 1, 1
 LEARNING_RATE = 0.05
 EPOCHS = 500
 MARGIN = 0.3      # every output must be < 0.2 or > 0.8
-MAX_RESTARTS = 5
+# Restarts allowed (seed, seed+1000, ...). How often a relu unit dies depends on the backend's
+# random stream: 1 seed in 8 for AND on TensorFlow, but 6 of the 8 seeds 0, 1000, ..., 7000 on JAX
+# (Keras' own fit on JAX gives the same outputs as edgekit's trainer for each of them), the first
+# live one being 6000. Ten restarts keep the same bar reachable on both.
+MAX_RESTARTS = 10
 
 
 def _passes(m: dict) -> bool:

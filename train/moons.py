@@ -97,7 +97,7 @@ def sweep_figure(out: Path, names: list[str]) -> Path:
     x_train, x_test, y_train, y_test = data()
     panels = []
     for name in names:
-        model = keras.models.load_model(out / name / "model.keras", safe_mode=True)
+        model = keras.models.load_model(out / name / "model.keras", compile=False, safe_mode=True)
         panels.append((f"Hidden layer size {name.split('_h')[-1]}", model))
     path = out / "moons_sweep.png"
     sweep_grid(path, panels, np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test]))

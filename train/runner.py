@@ -260,15 +260,7 @@ def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, 
 
 
 def _run_hook(hook, out: Path, members: list[str], plan: Plan):
-    """Group hooks (the sweep figure) load model.keras; off the running backend they run in a worker."""
-    if keras_already_imported_as(plan.backend) is False or (plan.backend != "tensorflow"
-                                                             and "keras" not in sys.modules):
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=({"KERAS_BACKEND": "tensorflow"},)) as pool:
-            return pool.submit(hook, out, members).result()
+    """Group hooks (the sweep figure) read model.keras, which loads on any backend: run them here."""
     return hook(out, members)
 
 
