@@ -106,6 +106,15 @@ def seed_everything(seed: int) -> None:
             pass
 
 
+def predict(model, x) -> np.ndarray:
+    """``model(x, training=False)`` as a numpy array, on any backend (torch tensors are detached)."""
+    import keras
+
+    if not isinstance(x, np.ndarray):
+        x = keras.ops.convert_to_numpy(x)
+    return np.asarray(keras.ops.convert_to_numpy(model(np.asarray(x, np.float32), training=False)))
+
+
 def extra_rows(x: np.ndarray, n: int = EXTRA_ROWS, margin: float = 0.25) -> np.ndarray:
     """Fixed seeded rows spanning the input range (plus a margin) of ``x``."""
     rng = np.random.default_rng(EXTRA_SEED)
@@ -155,7 +164,7 @@ def write_artifact(ctx: TrainContext, name: str, result: TrainResult, seconds: f
     model = result.model
     sm_dir = d / "saved_model" / "1"
     golden = np.concatenate([result.golden_x.astype(np.float32), extra_rows(result.calib_x)], axis=0)
-    pred = np.asarray(model(golden, training=False), dtype=np.float32)
+    pred = predict(model, golden).astype(np.float32)
     model.save(d / "model.keras")
     reload_diff = None
     if ctx.exporter is None:

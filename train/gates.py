@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.common import TrainContext, TrainResult, predict, seed_everything
 from edgekit.train.registry import register
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
@@ -58,7 +58,7 @@ def train_gate(ctx: TrainContext, gate: str) -> TrainResult:
         model = build_model()
         hist = fit(model, X, y, epochs=epochs, batch_size=32, optimizer=keras.optimizers.Adam(LEARNING_RATE),
                    loss="binary_crossentropy", seed=seed, progress=ctx.progress)
-        p = np.asarray(model(X, training=False)).ravel()
+        p = predict(model, X).ravel()
         margin = float(np.min(np.abs(p - 0.5)))
         if ctx.quick or (np.all((p > 0.5) == (y > 0.5)) and margin >= MARGIN):
             break

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.common import TrainContext, TrainResult, predict, seed_everything
 from edgekit.train.registry import register
 
 PARAM_GRID = {
@@ -98,7 +98,7 @@ def _wrapper_class():
                 return super()._predict_raw(X, **kwargs)  # raises NotFittedError
             X, _ = self._validate_data(X=X, y=None)
             X = self.feature_encoder_.transform(X)
-            return np.asarray(self.model_(np.asarray(X, np.float32), training=False))
+            return predict(self.model_, X)
 
     return FastKerasRegressor
 

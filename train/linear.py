@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.common import TrainContext, TrainResult, predict, seed_everything
 from edgekit.train.registry import register
 
 X = np.array([[1], [2], [3], [4], [5]], dtype=np.float32)
@@ -45,7 +45,7 @@ def linear_regression(ctx: TrainContext) -> TrainResult:
     w, b = model.layers[0].get_weights()
     slope, intercept = float(w[0, 0]), float(b[0])
     m, c = lstsq(X, Y)
-    pred = np.asarray(model(X, training=False)).ravel()
+    pred = predict(model, X).ravel()
     mse = float(np.mean((pred - Y) ** 2))
     r2 = float(1 - np.sum((Y - pred) ** 2) / np.sum((Y - Y.mean()) ** 2))
     predicted_vs_actual(ctx.dir / "predicted_vs_actual.png", Y, pred, "Linear regression: predicted vs actual")

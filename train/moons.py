@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.common import TrainContext, TrainResult, predict, seed_everything
 from edgekit.train.registry import group_hook, register
 
 HIDDEN_SIZES = (1, 2, 3, 4, 5, 20, 50)
@@ -55,8 +55,8 @@ def train_moons(ctx: TrainContext, hidden: int) -> TrainResult:
     hist = fit(model, x_train, y_train, epochs=epochs, batch_size=32,
                optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
                seed=ctx.seed, progress=ctx.progress)
-    acc_test = float(np.mean(np.argmax(model(x_test, training=False), 1) == y_test))
-    acc_train = float(np.mean(np.argmax(model(x_train, training=False), 1) == y_train))
+    acc_test = float(np.mean(np.argmax(predict(model, x_test), 1) == y_test))
+    acc_train = float(np.mean(np.argmax(predict(model, x_train), 1) == y_train))
     x_all = np.concatenate([x_train, x_test])
     y_all = np.concatenate([y_train, y_test])
     decision_boundary(ctx.dir / "decision_boundary.png", model, x_all, y_all,

@@ -26,7 +26,9 @@ def boundary_grid(x: np.ndarray, step: float = 0.02, pad: float = 0.5):
 
 def draw_boundary(ax, model, x: np.ndarray, y: np.ndarray, title: str, step: float = 0.02) -> None:
     xx, yy, grid = boundary_grid(x, step)
-    probs = np.asarray(model(grid, training=False))
+    from edgekit.train.common import predict
+
+    probs = predict(model, grid)
     z = probs.argmax(axis=1) if probs.shape[1] > 1 else (probs[:, 0] > 0.5).astype(int)
     plt = _plt()
     ax.contourf(xx, yy, z.reshape(xx.shape), cmap=plt.cm.coolwarm, alpha=0.8)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.train.common import TrainContext, TrainResult, seed_everything
+from edgekit.train.common import TrainContext, TrainResult, predict, seed_everything
 from edgekit.train.registry import register
 
 N_FEATURES = 10
@@ -76,9 +76,9 @@ def finish(ctx: TrainContext, net, d: Data, name: str, hist, hyper: dict, extra:
     from edgekit.train.plots import predicted_vs_actual, training_loss
 
     model = serving_model(net, d, name)
-    test = regression_metrics(d.y_test, model(d.x_test, training=False))
-    train = regression_metrics(d.y_train, model(d.x_train, training=False))
-    predicted_vs_actual(ctx.dir / "predicted_vs_actual.png", d.y_test, np.asarray(model(d.x_test)),
+    test = regression_metrics(d.y_test, predict(model, d.x_test))
+    train = regression_metrics(d.y_train, predict(model, d.x_train))
+    predicted_vs_actual(ctx.dir / "predicted_vs_actual.png", d.y_test, predict(model, d.x_test),
                         f"{name}: predicted vs actual (test R² {test['r2']:.4f})")
     if hist is not None:
         training_loss(ctx.dir / "training_loss.png", hist.history, hist.epoch_axis, f"{name}: loss (scaled)")
@@ -142,7 +142,7 @@ def regression_deep(ctx: TrainContext) -> TrainResult:
     epochs = ctx.epochs(1000)
     hist = fit(net, d.xs_train, d.ys_train, epochs=epochs, batch_size=32,
                optimizer=keras.optimizers.SGD(0.05), loss="mse", seed=ctx.seed, progress=ctx.progress)
-    acts = np.asarray(net.layers[-2](_penultimate(net, d.xs_train)))
+    acts = predict(net.layers[-2], _penultimate(net, d.xs_train))
     dead = int(np.sum(np.all(acts <= 0, axis=0)))
     return finish(ctx, net, d, "regression_deep", hist,
                   {"architecture": "128σ-Drop0.2-64relu-Drop0.2-32σ-16relu-8σ-5relu-1", "optimizer": "sgd",
