@@ -61,10 +61,10 @@ def decode(body: bytes, header_len: int | None) -> tuple[dict, dict[str, bool]]:
     offset = end
     for inp in head["inputs"]:
         params = inp.get("parameters") if isinstance(inp, dict) else None
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
-        if size is None:
+        if not isinstance(params, dict) or params.get("binary_data_size") is None:
             continue
-        if not isinstance(size, int) or size < 0 or offset + size > len(body):
+        size = params["binary_data_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(body):
             raise MLServerError(f"binary_data_size of input {inp.get('name')!r} runs past the body; got: {size} "
                                 f"bytes at offset {offset}; expected: at most {len(body) - offset}", 400)
         dtype = _dtype(str(inp.get("datatype")))
@@ -77,8 +77,8 @@ def decode(body: bytes, header_len: int | None) -> tuple[dict, dict[str, bool]]:
         del params["binary_data_size"]
     if offset != len(body):
         raise MLServerError(f"request body has bytes no input claims; got: {len(body) - offset} extra bytes", 400)
-    params = head.get("parameters") if isinstance(head.get("parameters"), dict) else {}
-    every = bool(params.pop("binary_data_output", False))
+    req_params = head.get("parameters")
+    every = bool(req_params.pop("binary_data_output", False)) if isinstance(req_params, dict) else False
     wanted = {}
     for out in head.get("outputs") or []:
         oparams = out.get("parameters") if isinstance(out, dict) else None
