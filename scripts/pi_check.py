@@ -86,8 +86,9 @@ def build_wheels(dest: Path) -> tuple[Path, list[Path]]:
 
 
 def install_device_side(root: Path, env: dict, whl: Path, deps: list[Path], logfile: Path) -> str:
-    """The venv at :data:`VENV` inside the root, as on a Pi: ``python3 -m venv``, pip from its wheel,
-    then ``pip install`` of the downloaded wheels only (no index). The dependencies are reinstalled
+    """The venv at :data:`VENV` inside the root, as on a Pi: ``python3 -m venv``, pip bootstrapped
+    from its wheel (:func:`bootstrap_pip`), then the device's own ``pip install`` of the downloaded
+    wheels only (no index). The dependencies are reinstalled
     only when the wheel set changed; edgekit's wheel every run. ``--no-compile``: byte-compiling
     every module under emulation costs minutes; verify's first run compiles (and caches) only
     what it imports. Returns "cached" or "installed"."""
@@ -103,8 +104,7 @@ def install_device_side(root: Path, env: dict, whl: Path, deps: list[Path], logf
             shutil.rmtree(root / VENV.lstrip("/"))
         (pip_whl,) = [p for p in deps if p.name.startswith("pip-")]
         _device(root, env, ["python3", "-m", "venv", "--without-pip", VENV], logfile, "creating the venv")
-        _device(root, env, [py, f"{wheels}/{pip_whl.name}/pip", "install", "--quiet", "--no-index",
-                            "--no-compile", f"{wheels}/{pip_whl.name}"], logfile, "bootstrapping pip")
+        bootstrap_pip(root, pip_whl)
         _device(root, env, [*pip, "install", "--quiet", "--no-index", "--no-compile", "--find-links", wheels,
                             *[f"{wheels}/{p.name}" for p in deps if p != pip_whl]], logfile,
                 "installing the dependencies")
@@ -116,10 +116,26 @@ def install_device_side(root: Path, env: dict, whl: Path, deps: list[Path], logf
     return state
 
 
+def bootstrap_pip(root: Path, pip_whl: Path) -> None:
+    """pip into the device's venv as ensurepip puts it there: its (pure Python) wheel unpacked into
+    site-packages, byte-compiled on the host when the host runs the same Python minor version
+    (bytecode does not depend on the CPU). Running pip from its wheel under emulation instead
+    compiled every pip module on each call: 49-72 s here."""
+    import compileall
+    import zipfile
+
+    (site,) = (root / VENV.lstrip("/")).glob("lib/python3*/site-packages")
+    with zipfile.ZipFile(pip_whl) as z:
+        z.extractall(site)
+    if site.parent.name == f"python{sys.version_info[0]}.{sys.version_info[1]}":
+        compileall.compile_dir(site / "pip", quiet=1, ddir=f"{VENV}/{site.relative_to(root / VENV.lstrip('/'))}/pip")
+
+
 def _device(root: Path, env: dict, cmd: list[str], logfile: Path, what: str) -> str:
+    t = time.monotonic()
     r = pi_root.in_root(root, cmd, env, capture=True)
     with open(logfile, "a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}\n")
+        fh.write(f"$ {' '.join(cmd)}  [{time.monotonic() - t:.1f} s, exit {r.returncode}]\n{r.stdout}{r.stderr}\n")
     if r.returncode != 0:
         raise RuntimeError(f"{what} in the emulated root failed (exit {r.returncode}): "
                            f"{(r.stderr or r.stdout).strip()[-600:]}")
@@ -287,12 +303,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, cache: Path, flex: dict, t0: float) -> int:
+    import fcntl
+
     model, info = args.model, MODELS[args.model]
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "pi-check.lock", "w") as lock:
+        try:  # one run at a time per root: a second run's mounts would stack on (and be undone by) the first's
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another pi-check using {cache}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run_locked(args, cache, flex, t0, model, info)
+
+
+def _run_locked(args, cache: Path, flex: dict, t0: float, model: str, info: dict) -> int:
     with Mounts() as host:  # binfmt_misc, if mounted here
         pi_root.ensure_binfmt(host)
         root, built = pi_root.ensure_root(cache, args.mirror or pi_root.default_mirror(), args.rebuild)
         log(f"root: {root} ({f'built in {built:.0f} s' if built else 'cached'})")
         (cache / "runs").mkdir(parents=True, exist_ok=True)
+        for old in sorted((cache / "runs").glob("run-*.log"), key=lambda f: f.stat().st_mtime)[:-9]:
+            old.unlink()  # keep the last ten logs
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=cache / "runs"))
         logfile = run_dir.parent / f"{run_dir.name}.log"
         try:

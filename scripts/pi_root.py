@@ -163,6 +163,15 @@ class Mounts:
             signal.signal(signal.SIGINT, old)
 
 
+def release_leftovers(path: Path) -> list[str]:
+    """Unmount anything still mounted under ``path`` (a run killed with SIGKILL cannot undo its
+    mounts); returns what was found."""
+    found = mounts_under(path)
+    for mp in found:
+        _umount(mp)
+    return found
+
+
 def remove_tree(path: Path) -> None:
     """Delete ``path`` only if nothing is mounted under it (never delete through a bind mount)."""
     left = mounts_under(path)
@@ -247,6 +256,13 @@ def ensure_root(cache: Path, mirror: str, rebuild: bool = False) -> tuple[Path, 
     """The arm64 Debian root, built by debootstrap unless cached (built under a temporary name,
     renamed when complete). Returns ``(root, seconds spent building; 0 if cached)``."""
     root = root_dir(cache)
+    for stale in [*cache.glob(".build-*"), *(cache / "runs").glob("run-*")]:  # from a run killed with SIGKILL
+        if stale.is_dir():
+            release_leftovers(stale)
+            remove_tree(stale)
+    left = release_leftovers(root)
+    if left:
+        log(f"unmounted {len(left)} mount(s) a killed run left in the root: {', '.join(left)}")
     if rebuild and root.exists():
         remove_tree(root)
     if (root / STAMP).is_file():
