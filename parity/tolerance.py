@@ -87,9 +87,13 @@ T = Tolerance
 #     (~2x, loose).
 #   - tfjs uint8 (weights only): worst 1.1e-2 (moons_h20, wasm). atol 0.05 (~4x).
 #   - tflite int8 (full integer): over every golden row the error reached 0.55 of the range
-#     (regression_linear): rows beyond the calibration data saturate by design. Over the rows
-#     inside the calibrated range (calibrated_range_only; up to 70 of 264 rows left out) the
-#     worst is 7.1e-2 (moons_h20), regressions <= 3.3e-2. atol 0.15 (~2x, loose).
+#     (regression_linear): rows beyond the int8 tensors' range saturate by design. Rows are
+#     compared where every quantised input and Keras output lies inside its int8 tensor's range,
+#     per tensor from the model's scale/zero point (calibrated_range_only; issue 11, Dec 2026:
+#     up to 60 of 264 rows left out, every example compares >= 32 rows). Worst 0.152
+#     (regression_mlp, on rows whose features lie beyond their own calibration range, which the
+#     former per-feature selection skipped), moons_h20 0.071, other regressions <= 0.036.
+#     atol 0.3 (~2x, loose); the metric drop is the sharper check (R² 0.9942 -> 0.9934 there).
 _LOOSE_DROP = 0.03
 
 # (format, precision) -> {output name or "" (default): Tolerance}
@@ -97,7 +101,7 @@ POLICY: dict[tuple[str, str], dict[str, Tolerance]] = {
     ("tflite", "fp32"): {"": T(atol=1e-5, max_metric_drop=1e-4)},
     ("tflite", "fp16"): {"": T(atol=1e-2, max_metric_drop=_LOOSE_DROP)},
     ("tflite", "int8_dynamic"): {"": T(atol=0.05, max_metric_drop=_LOOSE_DROP)},
-    ("tflite", "int8"): {"": T(atol=0.15, max_metric_drop=_LOOSE_DROP, calibrated_range_only=True)},
+    ("tflite", "int8"): {"": T(atol=0.3, max_metric_drop=_LOOSE_DROP, calibrated_range_only=True)},
     ("coreml", "fp32"): {"": T(atol=1e-5, max_metric_drop=1e-4)},
     ("coreml", "fp16"): {"": T(atol=1e-2, max_metric_drop=_LOOSE_DROP)},
     ("tfjs", "fp32"): {"": T(atol=1e-5, max_metric_drop=1e-4)},
