@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgekit.parity.results import VerifyRow as VerifyRow
     from edgekit.runtime.base import Runner
 
-__all__ = ["export", "verify", "load", "bench", "ExportReport", "VerifyReport", "VerifyRow"]
+__all__ = ["check", "export", "verify", "load", "bench", "ExportReport", "VerifyReport", "VerifyRow"]
 
 PathLike = str | os.PathLike[str]
 
@@ -40,8 +40,9 @@ def export(model_or_path: Any, out: PathLike | None = None, formats: Sequence[st
         formats: formats to produce (default None: every format in :data:`edgekit.core.formats.FORMATS`).
         precisions: precisions to produce (default None: every precision each format supports).
         calibration: int8 representative data, ``.npz`` keyed by input name (default None).
-        **options: ``opset`` (default 17), ``max_batch`` (default 1024), ``quiet`` (default True),
-            ``progress`` (default None).
+        **options: ``inputs`` (golden inputs ``.npz``, default None), ``input_shapes`` (default None),
+            ``int_range`` (default None), ``unsafe`` (default False), ``opset`` (default 17),
+            ``max_batch`` (default 1024), ``quiet`` (default True), ``progress`` (default None).
 
     Returns:
         An :class:`~edgekit.export.base.ExportReport`; ``bool(report)`` is False if a variant failed.
@@ -52,8 +53,27 @@ def export(model_or_path: Any, out: PathLike | None = None, formats: Sequence[st
                    None if precisions is None else list(precisions), calibration, **options)
 
 
+def check(model: PathLike, formats: Sequence[str] | None = None, **options: Any) -> Any:
+    """Predict, without converting, what each format will make of ``model``; see
+    :func:`edgekit.export.check.check`.
+
+    Args:
+        model: a SavedModel directory, an ``artifacts/<example>`` directory or a ``.keras`` file.
+        formats: formats to check (default None: every format).
+        **options: ``opset`` (default 17), ``select_tf_ops`` (default False), ``unsafe`` (default False).
+
+    Returns:
+        A :class:`~edgekit.export.check.CheckReport`: ``bool(report)`` when every format is ``ok``,
+        ``report.table()``, ``report.to_json()``, ``report.predicted_failures()``.
+    """
+    from edgekit.export.check import check as _check
+
+    return _check(model, None if formats is None else list(formats), **options)
+
+
 def verify(path: PathLike | Sequence[PathLike], *, formats: Sequence[str] | None = None,
-           tolerance: PathLike | dict | None = None, jobs: int = 2, write: bool = False) -> VerifyReport:
+           tolerance: PathLike | dict | None = None, jobs: int = 2, write: bool = False,
+           inputs: PathLike | None = None, min_rows: int = 8) -> VerifyReport:
     """Run every exported file under ``path`` on its runtime and compare it with Keras.
 
     Args:
@@ -63,6 +83,9 @@ def verify(path: PathLike | Sequence[PathLike], *, formats: Sequence[str] | None
             ``{"tflite/fp16": {"*": {"atol": 0.02}}}`` (default None: :mod:`edgekit.parity.tolerance`).
         jobs: files verified concurrently (default 2).
         write: also write report.json, parity.npz and report.md into the first path (default False).
+        inputs: golden inputs for this run, ``.npz`` keyed by input name; outputs computed with Keras
+            (default None: each export's golden file).
+        min_rows: a row that compared fewer golden rows is ``insufficient`` (default 8).
 
     Returns:
         A :class:`~edgekit.parity.results.VerifyReport`: typed rows, ``bool(report)`` True only
@@ -80,7 +103,8 @@ def verify(path: PathLike | Sequence[PathLike], *, formats: Sequence[str] | None
         overrides = parse_overrides(tolerance, "tolerance")
     elif tolerance is not None:
         overrides = load_overrides(Path(tolerance))
-    report = _verify(dirs, formats=None if formats is None else list(formats), overrides=overrides, jobs=jobs)
+    report = _verify(dirs, formats=None if formats is None else list(formats), overrides=overrides, jobs=jobs,
+                     inputs=None if inputs is None else Path(inputs), min_rows=min_rows)
     if write:
         from edgekit.report.files import write_reports
 
