@@ -91,6 +91,12 @@ def activate(plan: Plan) -> None:
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices[: plan.replicas]))
 
 
+def deactivate() -> None:
+    """Forget the plan (a process that trains in-process again gets the fast path back)."""
+    global ACTIVE, _STRATEGY
+    ACTIVE, _STRATEGY = None, None
+
+
 def scope():
     """The strategy's scope for building models and optimizers (a no-op without one)."""
     return _STRATEGY.scope() if _STRATEGY is not None else contextlib.nullcontext()

@@ -98,7 +98,7 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
 
         jobs = plan.replicas
         outcomes = train_multiworker(examples, out, seed, quick, log, plan)
-    elif jobs == 1 and plan == Plan() and keras_already_imported_as(plan.backend) in (None, True):
+    elif _in_process(plan, jobs):
         outcomes = _train_list(examples, out, seed, quick, log, plan=plan)
     else:
         outcomes = _train_parallel(examples, out, seed, quick, log, jobs, plan)
@@ -115,6 +115,22 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
                                             "jobs": jobs, **plan.describe(), "examples": summary})
     log(format_summary(outcomes, total, plan))
     return outcomes
+
+
+def _in_process(plan: Plan, jobs: int) -> bool:
+    """Train here (no worker) when one job suffices and this process can run the plan's backend.
+
+    Keras picks its backend at import: if it is not imported yet, the plan's environment is set
+    now; if it is, it must be the plan's backend. Mirrored, multi-worker and data-parallel runs
+    configure devices before TensorFlow/JAX start, so they always get fresh worker processes.
+    """
+    if jobs != 1 or plan.distribute not in (None, "single"):
+        return False
+    imported = keras_already_imported_as(plan.backend)
+    if imported is None and not ({"tensorflow", "jax", "torch"} & set(sys.modules)):
+        os.environ.update(worker_env(plan))
+        return True
+    return bool(imported)
 
 
 def _distributable(examples: list[Example], plan: Plan, explicit, log) -> list[Example]:
@@ -169,6 +185,7 @@ def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log,
             for i, ex in enumerate(examples, 1):
                 outcomes.append(_train_one(ex, i, len(examples), out, seed, quick, log, tag, plan, exporter, chief))
         finally:
+            distribute.deactivate()
             if exporter is not None:
                 exporter.close()
     return outcomes
