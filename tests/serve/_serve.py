@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -44,42 +45,60 @@ def post_json(url: str, data: object) -> tuple[int, object]:
 
 
 class ServeProcess:
-    """A running ``edgekit serve`` (use as a context manager)."""
+    """A running ``edgekit serve`` (use as a context manager); its output goes to a temporary file
+    (a pipe nobody reads could fill and block the server)."""
 
     def __init__(self, *args: str, ready_timeout: float = 90):
+        self.serve_args = list(args)
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen | None = None
+        self.output = ""
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
         self.port, self.grpc_port = free_port(), free_port()
         while self.grpc_port == self.port:
             self.grpc_port = free_port()
-        self.args = [sys.executable, "-m", "edgekit", "serve", *args, "--port", str(self.port),
+        self.args = [sys.executable, "-m", "edgekit", "serve", *self.serve_args, "--port", str(self.port),
                      "--grpc-port", str(self.grpc_port)]
-        self.ready_timeout = ready_timeout
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc = f"127.0.0.1:{self.grpc_port}"
-        self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "ServeProcess":
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=env, start_new_session=True)
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
-                raise RuntimeError(f"edgekit serve exited {self.proc.returncode}: {out[-2000:]}")
-            try:
-                if http("GET", f"{self.url}/v2/health/ready", timeout=2)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"edgekit serve not ready within {self.ready_timeout} s")
+        for attempt in range(3):  # a free port can be taken by another test between probe and bind
+            self._log = tempfile.TemporaryFile(mode="w+")
+            self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, text=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+            deadline = time.monotonic() + self.ready_timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    out = self._read()
+                    if "cannot listen" in out and attempt < 2:
+                        self._pick_ports()
+                        break
+                    raise RuntimeError(f"edgekit serve exited {self.proc.returncode}: {out[-2000:]}")
+                try:
+                    if http("GET", f"{self.url}/v2/health/ready", timeout=2)[0] == 200:
+                        return self
+                except OSError:
+                    pass
+                time.sleep(0.25)
+            else:
+                self.stop()
+                raise RuntimeError(f"edgekit serve not ready within {self.ready_timeout} s")
+        raise RuntimeError("edgekit serve found no free port")
+
+    def _read(self) -> str:
+        self._log.seek(0)
+        out = self._log.read()
+        self._log.close()
+        return out
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> str:
-        """Stop the server; return what it printed."""
+        """Stop the server (SIGTERM, then SIGKILL of its process group after 20 s); return what it printed."""
         if self.proc is None:
             return ""
         if self.proc.poll() is None:
@@ -89,10 +108,7 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-        out = self.proc.stdout.read() if self.proc.stdout else ""
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        return out
+        return self._read() if not self._log.closed else ""
 
     def __exit__(self, *exc) -> None:
         self.output = self.stop()
