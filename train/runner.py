@@ -127,10 +127,10 @@ def _in_process(plan: Plan, jobs: int) -> bool:
     if jobs != 1 or plan.distribute not in (None, "single"):
         return False
     imported = keras_already_imported_as(plan.backend)
-    if imported is None and not ({"tensorflow", "jax", "torch"} & set(sys.modules)):
+    if imported is None:  # Keras reads KERAS_BACKEND when it is first imported: from here on
         os.environ.update(worker_env(plan))
         return True
-    return bool(imported)
+    return imported
 
 
 def _distributable(examples: list[Example], plan: Plan, explicit, log) -> list[Example]:
