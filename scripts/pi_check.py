@@ -8,7 +8,8 @@ the exports in, runs ``python -m edgekit.runtime verify`` inside and merges the 
 ``ai-edge-litert 2.3.0 aarch64 (emulated cortex-a72)``. Emulated timings are not Pi timings: the
 rows keep them only as ``emulated_seconds``. A TFLite file that needs the Flex delegate (manifest
 ``select_tf_ops``/``flex_ops``, or LiteRT refusing an unresolved ``Flex*`` custom op) gets an
-``error`` row saying the Pi runtime cannot load it.
+``error`` row saying the Pi runtime cannot load it. Each row also gets ``vs_host_max_abs_diff``:
+how far its outputs are from the host's (x86_64) row for the same file, when report.json has one.
 
 Usage::
 
@@ -222,7 +223,8 @@ def compare_with_host(rows: list[dict], parity: dict, old: list[dict], old_parit
 
 
 def merge_report(artifacts: Path, rows: list[dict], parity: dict) -> tuple[Path, Path, tuple[int, int]]:
-    """Add the device rows to ARTIFACTS/report.json (replacing an earlier pi-check's), then write
+    """Add the device rows to ARTIFACTS/report.json (replacing an earlier pi-check's on the same
+    emulated device; a Pi 4 and a Pi 5 run sit side by side), then write
     report.md and report.html through edgekit's own report writers. Returns the two paths and
     :func:`compare_with_host`'s counts."""
     from edgekit.report.files import load_reports, write_reports
@@ -231,8 +233,9 @@ def merge_report(artifacts: Path, rows: list[dict], parity: dict) -> tuple[Path,
     json_path = artifacts / "report.json"
     old, old_parity = (load_reports(json_path) if json_path.is_file() else ([], {}))
     vs_host = compare_with_host(rows, parity, old, old_parity)
-    drop = {r.get("id") for r in old if r.get("device")}
-    kept = [r for r in old if not r.get("device")]
+    devices = {r["device"] for r in rows}  # an earlier run on the same emulated device is replaced
+    drop = {r.get("id") for r in old if r.get("device") in devices}
+    kept = [r for r in old if r.get("device") not in devices]
     merged_parity = {k: v for k, v in old_parity.items()
                      if not (k.startswith("row") and _row_id(k) in drop)}
     next_id = max([int(r["id"]) for r in kept if isinstance(r.get("id"), int)] + [-1]) + 1

@@ -90,6 +90,10 @@ def test_merge_replaces_earlier_pi_rows_renumbers_ids_and_compares_with_the_host
     assert sorted(k for k in merged_parity if k.startswith("row")) == [f"row{i}__output_0" for i in range(4)]
     page = html.read_text()
     assert "ai-edge-litert 2.3.0 aarch64 (emulated cortex-a72)" in page
+    pi5 = pi_check.relabel([_row(0)], "/mnt/edgekit/art", art, VERSIONS, "5", {})  # another device: kept beside
+    pi_check.merge_report(art, pi5, {"row0__output_0": y})
+    assert [r["runtime"].split("(")[-1] for r in load_reports(art / "report.json")[0][2:]] == [
+        "emulated cortex-a72)", "emulated cortex-a72)", "emulated cortex-a76)"]
     assert "onnxruntime 1.32.0 CPU aarch64 (emulated cortex-a72)" in (art / "report.md").read_text()
 
 
