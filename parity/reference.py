@@ -122,7 +122,12 @@ class KerasRunner(Runner):
         self._model = km.load_keras(self.path, unsafe=bool(self.options["unsafe"]))
         self.inputs = [TensorInfo(i["name"], tuple(i["shape"]), i["dtype"]) for i in km.input_specs(self._model)]
         names = km.output_names(self._model)
-        self.outputs = [TensorInfo(n, (None,), "float32") for n in names]
+        outs = list(getattr(self._model, "outputs", None) or [])
+        if len(outs) == len(names):  # a functional/built model: its symbolic outputs say shape and dtype
+            self.outputs = [TensorInfo(n, (None, *tuple(o.shape)[1:]), str(getattr(o, "dtype", "float32")))
+                            for n, o in zip(names, outs, strict=True)]
+        else:  # a subclassed model without symbolic outputs: only the batch axis is known
+            self.outputs = [TensorInfo(n, (None,), "float32") for n in names]
         self.runtime_name = f"keras {keras.__version__} model.predict ({keras.backend.backend()} backend)"
 
     @property

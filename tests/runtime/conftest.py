@@ -61,6 +61,7 @@ def _build(d: Path) -> None:
     ])
     sm = d / "savedmodel"
     model.export(str(sm), verbose=False)
+    model.save(str(d / "model.keras"))  # the Keras reference runner's file
 
     calib = golden_inputs(200, seed=1)
     for name, int8 in (("model_fp32.tflite", False), ("model_int8.tflite", True)):
@@ -101,12 +102,12 @@ def runtime_models(tmp_path_factory) -> dict[str, Path]:
     """Paths of the converted test model, keyed like ``Case.key``; built once per run."""
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    d = root / "edgekit-runtime-models"
+    d = root / "edgekit-runtime-models-2"  # -2: the build now also writes model.keras
     d.mkdir(exist_ok=True)
     with _flock(root / "edgekit-runtime-models.lock"):
         if not (d / "DONE").exists():
             _build(d)
-    return {"savedmodel": d / "savedmodel", "tflite_fp32": d / "model_fp32.tflite",
+    return {"keras": d / "model.keras", "savedmodel": d / "savedmodel", "tflite_fp32": d / "model_fp32.tflite",
             "tflite_int8": d / "model_int8.tflite", "onnx": d / "model.onnx", "tfjs": d / "tfjs",
             "coreml_fp32": d / "model_fp32.mlpackage", "coreml_fp16": d / "model_fp16.mlpackage"}
 

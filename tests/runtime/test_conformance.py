@@ -42,6 +42,7 @@ RUNNER_CASES = [
     Case("coreml-fp32", "coreml", "coreml_fp32", 1e-5, "reference evaluator (fp32)"),
     Case("coreml-fp16", "coreml", "coreml_fp16", 1e-2, "reference evaluator (fp16)"),
     Case("savedmodel", "savedmodel", "savedmodel", 0.0, "SavedModel"),
+    Case("keras", "keras", "keras", 1e-6, "keras"),
 ]
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -52,7 +53,7 @@ CASES = [pytest.param(c, id=c.id, marks=[pytest.mark.node] if c.format == "tfjs"
 
 def test_every_registered_runner_is_in_the_matrix():
     assert set(RUNNERS) == {c.format for c in RUNNER_CASES}
-    assert set(RUNNERS) == {"tflite", "onnx", "tfjs", "coreml", "savedmodel"}
+    assert set(RUNNERS) == {"tflite", "onnx", "tfjs", "coreml", "savedmodel", "keras"}
 
 
 @pytest.mark.parametrize("case", CASES)
