@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgekit.parity.results import VerifyRow as VerifyRow
     from edgekit.runtime.base import Runner
 
-__all__ = ["export", "verify", "load", "bench", "ExportReport", "VerifyReport", "VerifyRow"]
+__all__ = ["check", "export", "verify", "load", "bench", "ExportReport", "VerifyReport", "VerifyRow"]
 
 PathLike = str | os.PathLike[str]
 
@@ -51,6 +51,24 @@ def export(model_or_path: Any, out: PathLike | None = None, formats: Sequence[st
 
     return _export(model_or_path, out, None if formats is None else list(formats),
                    None if precisions is None else list(precisions), calibration, **options)
+
+
+def check(model: PathLike, formats: Sequence[str] | None = None, **options: Any) -> Any:
+    """Predict, without converting, what each format will make of ``model``; see
+    :func:`edgekit.export.check.check`.
+
+    Args:
+        model: a SavedModel directory, an ``artifacts/<example>`` directory or a ``.keras`` file.
+        formats: formats to check (default None: every format).
+        **options: ``opset`` (default 17), ``select_tf_ops`` (default False), ``unsafe`` (default False).
+
+    Returns:
+        A :class:`~edgekit.export.check.CheckReport`: ``bool(report)`` when every format is ``ok``,
+        ``report.table()``, ``report.to_json()``, ``report.predicted_failures()``.
+    """
+    from edgekit.export.check import check as _check
+
+    return _check(model, None if formats is None else list(formats), **options)
 
 
 def verify(path: PathLike | Sequence[PathLike], *, formats: Sequence[str] | None = None,

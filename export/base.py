@@ -35,6 +35,8 @@ class ExportOptions:
         calibration_origin: where ``calibration`` came from, for the manifest (default "").
         calibration_samples: at most this many calibration rows are used (default 200).
         metadata: string key/value metadata embedded in every artifact (default empty).
+        tflite_select_tf_ops: let TFLite use Flex (TensorFlow) ops for what has no builtin
+            (default False: builtins only; a Flex file does not load in ai-edge-litert).
     """
 
     opset: int = 17
@@ -43,6 +45,7 @@ class ExportOptions:
     calibration_origin: str = ""
     calibration_samples: int = 200
     metadata: dict = field(default_factory=dict)
+    tflite_select_tf_ops: bool = False
 
 
 def tensor_info(name: str, shape, dtype: str) -> dict:

@@ -14,8 +14,7 @@
    (float outputs within 1e-5 of the output's peak, integer outputs equal). A rewrite that fails
    the check is dropped (and listed under ``rejected``).
 
-When nothing applies, the source itself is returned and converters see the SavedModel's own
-function. What was done is on ``stand_in.legalization`` (recorded by each exporter in the
+What was done is on ``stand_in.legalization`` (recorded by each exporter in the
 manifest entry: ``rewrites``, ``graph``). Everything is cached on ``source.cache``.
 """
 
@@ -281,8 +280,6 @@ def _build(source, base: dict, rewrites: tuple, feeds: dict, want: dict):
         base["shapes"] = static_shapes(base["graph_def"])
     keep = [ref.split(":")[0] for ref in base["outputs"].values()]
     gd, applied = lg.legalize(gd, rewrites, base["shapes"], keep=keep)
-    if not applied and not base["retraced"]:
-        return None
     out_refs = _named_outputs(gd, base["outputs"])
     wrapped, fn = _wrap(gd, base["inputs"], out_refs)
     got = _run(fn, list(base["inputs"]), feeds, kwargs=False)
@@ -300,16 +297,19 @@ def prepared(source, fmt: str, options=None):
             calibration rows, when present, are the probe inputs).
 
     Returns:
-        ``source`` itself when nothing applies, else a shallow copy with ``function``,
-        ``input_tensors``, ``output_tensors``, ``loaded`` and ``cache`` replaced. Either way
-        ``legalization`` on the result says what was done.
+        A shallow copy of ``source`` whose ``function`` is the frozen (and, where needed,
+        re-traced and rewritten) graph, with ``input_tensors``, ``output_tensors``, ``loaded``
+        and ``cache`` replaced and ``legalization`` saying what was done. Every converter gets a
+        frozen graph: freezing once per run instead of once per variant (and TFLite's converter
+        not saving a temporary SavedModel per variant) made EfficientNetB0's TFLite variants ~6x
+        faster here (46 s -> 8 s each on a loaded 2-core machine).
 
     Raises:
         ConversionError: the re-traced graph does not match the SavedModel.
     """
     rewrites = lg.for_format(fmt)
     base = _base(source)
-    key = ("edgekit.graph", base["retraced"], tuple(r.name for r in rewrites))
+    key = ("edgekit.graph", tuple(r.name for r in rewrites))
     if key in source.cache:
         return source.cache[key]
     if "probe" not in base:
@@ -320,28 +320,23 @@ def prepared(source, fmt: str, options=None):
     if base["retrace_error"]:
         info["retrace_error"] = base["retrace_error"]
     built = _build(source, base, rewrites, feeds, want)
-    if built is not None and built["diff"] > EXACT_RTOL:
-        if base["retraced"] and not built["applied"]:
-            raise ConversionError("the unrolled re-trace does not match the SavedModel",
+    if built["diff"] > EXACT_RTOL:
+        if not built["applied"]:
+            what = "the unrolled re-trace" if base["retraced"] else "the frozen serving graph"
+            raise ConversionError(f"{what} does not match the SavedModel",
                                   got=f"max |diff| {built['diff']:.3g} of the output peak",
                                   expected=f"<= {EXACT_RTOL:g}")
         good = []
-        for r in rewrites:  # keep the rewrites that are exact on their own
-            alone = _build(source, base, (r,), feeds, want)
-            if alone is not None and alone["diff"] <= EXACT_RTOL:
+        for r in (r for r in rewrites if any(a["name"] == r.name for a in built["applied"])):
+            alone = _build(source, base, (r,), feeds, want)  # keep the rewrites exact on their own
+            if alone["diff"] <= EXACT_RTOL:
                 good.append(r)
-            elif alone is not None:
+            else:
                 info["rejected"].append({"name": r.name, "max_rel_diff": alone["diff"]})
-        built = _build(source, base, tuple(good), feeds, want) if good or base["retraced"] else None
-        if built is not None and built["diff"] > EXACT_RTOL:
+        built = _build(source, base, tuple(good), feeds, want)
+        if built["diff"] > EXACT_RTOL:
             raise ConversionError("the legalised graph does not match the SavedModel",
                                   got=f"max |diff| {built['diff']:.3g}", expected=f"<= {EXACT_RTOL:g}")
-    if built is None:
-        stand_in = copy.copy(source)
-        stand_in.legalization = info
-        stand_in.function, stand_in.cache = source.function, source.cache  # same graph: share caches
-        source.cache[key] = stand_in
-        return stand_in
     info["rewrites"] = built["applied"]
     info["max_rel_diff"] = built["diff"]
     stand_in = copy.copy(source)

@@ -31,12 +31,37 @@ from edgekit.export.registry import register
 METADATA_NAME = "edgekit"
 
 
-def embed_metadata(model: bytes, data: dict, name: str = METADATA_NAME) -> bytes:
-    """Return ``model`` with a ``name`` metadata entry holding ``data`` as JSON (replaces one)."""
+def embed_metadata(model: bytes, data: dict, name: str = METADATA_NAME,
+                   signature: tuple[str, list[str], list[str]] | None = None) -> bytes:
+    """Return ``model`` with a ``name`` metadata entry holding ``data`` as JSON (replaces one).
+
+    Args:
+        model: the flatbuffer.
+        data: the metadata (JSON-serialisable).
+        name: the metadata entry's name (default ``"edgekit"``).
+        signature: ``(key, input names, output names)`` to write as the model's only SignatureDef
+            when it has none, mapping the main subgraph's inputs and outputs by position (the
+            converted function's order; default None).
+    """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     obj = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    if signature is not None and not obj.signatureDefs:
+        key, ins, outs = signature
+        sub = obj.subgraphs[0]
+        if len(sub.inputs) != len(ins) or len(sub.outputs) != len(outs):
+            raise ValueError(f"the converted graph has {len(sub.inputs)} inputs and {len(sub.outputs)} outputs, "
+                             f"the signature {len(ins)} and {len(outs)}")
+        sig = schema.SignatureDefT()
+        sig.signatureKey, sig.subgraphIndex = key, 0
+        sig.inputs, sig.outputs = [], []
+        for names, idx, into in ((ins, sub.inputs, sig.inputs), (outs, sub.outputs, sig.outputs)):
+            for n, t in zip(names, idx, strict=True):
+                m = schema.TensorMapT()
+                m.name, m.tensorIndex = n, int(t)
+                into.append(m)
+        obj.signatureDefs = [sig]
     obj.metadata = [m for m in (obj.metadata or []) if m.name not in (name, name.encode())]
     buf = schema.BufferT()
     buf.data = list(json.dumps(data, sort_keys=True).encode())
@@ -97,8 +122,12 @@ class TFLiteExporter(Exporter):
 
         precision = Precision(precision)
         src = graph.prepared(source, self.name, options)
-        flex = bool(getattr(options, "tflite_select_tf_ops", False))
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([src.function], trackable_obj=src.loaded)
+        flex = bool(options.tflite_select_tf_ops)
+        # The frozen graph, converted without a trackable: TFLite then skips saving a temporary
+        # SavedModel per variant (its use here was the signature, written below instead). Full-integer
+        # calibration runs the model through its signature: int8 keeps the SavedModel route.
+        trackable = src.loaded if precision == Precision.INT8 else None
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([src.function], trackable_obj=trackable)
         quant: dict | None = None
         builtins = tf.lite.OpsSet.TFLITE_BUILTINS
         if precision == Precision.FP16:
@@ -125,12 +154,15 @@ class TFLiteExporter(Exporter):
             conv._experimental_lower_tensor_list_ops = False
         model = conv.convert()
         meta = {**options.metadata, "format": self.name, "precision": precision.value}
-        model = embed_metadata(model, meta)
+        model = embed_metadata(model, meta, signature=(source.signature_key, source.input_names,
+                                                       source.output_names))
         path = out_dir / self.relpath(precision)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(model)
 
         # Load it back and run it once in the real runtime: the I/O we record is what a device sees.
+        from edgekit.runtime.tflite import flex_op_names
+
         flex_ops = flex_op_names(model)
         it, runtime = _interpreter(model, flex_ops)
         sigs = it.get_signature_list()
@@ -144,7 +176,7 @@ class TFLiteExporter(Exporter):
         missing = set(source.input_names) - set(ins) | set(source.output_names) - set(outs)
         if missing:
             raise ValueError(f"converted model lacks signature tensors {sorted(missing)}")
-        _run_once(it, key, ins, graph.probe_inputs(source, options, rows=2))
+        _run_once(it, key, ins, graph.probe_inputs(source, options, rows=2), source.outputs)
 
         def info(name: str, d: dict) -> dict:
             shape = d.get("shape_signature", d["shape"])
@@ -165,19 +197,6 @@ class TFLiteExporter(Exporter):
                                        "tflite-runtime (no Flex delegate)"]
         return Produced(path=path, inputs=inputs, outputs=outputs, quantization=quant,
                         embedded_metadata=meta, extra=extra)
-
-
-def flex_op_names(model: bytes) -> list[str]:
-    """The TF ops a .tflite file runs through the Flex delegate (custom codes ``Flex<Op>``), sorted."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    m = schema.Model.GetRootAs(model, 0)
-    names = set()
-    for i in range(m.OperatorCodesLength()):
-        code = m.OperatorCodes(i).CustomCode()
-        if code and code.decode().startswith("Flex"):
-            names.add(code.decode()[4:])
-    return sorted(names)
 
 
 def _interpreter(model: bytes, flex_ops: list[str]):
@@ -204,8 +223,9 @@ def _is_quantized(detail: dict) -> bool:
     return bool(scale)
 
 
-def _run_once(it, key: str, ins: dict, feeds: dict) -> None:
-    """Invoke the signature once on ``feeds`` (quantizing int8 inputs): the file must run, not only load."""
+def _run_once(it, key: str, ins: dict, feeds: dict, outputs: list) -> None:
+    """Invoke the signature once on ``feeds`` (quantizing int8 inputs): the file must run, not only
+    load, and give every output in the signature's shape."""
     import numpy as np
 
     from edgekit.runtime.tflite import quantize
@@ -219,8 +239,14 @@ def _run_once(it, key: str, ins: dict, feeds: dict) -> None:
             x = quantize(x, scale, zero, d["dtype"])
         args[name] = np.asarray(x, dtype=d["dtype"])
     out = runner(**args)
-    if not out:
-        raise ValueError("the converted model ran but returned no outputs")
+    rows = len(next(iter(feeds.values())))
+    for info in outputs:
+        got = out.get(info["name"])
+        want = [rows, *info["shape"][1:]] if info["shape"] else []
+        if got is None or len(got.shape) != len(want) or any(w is not None and w != g
+                                                             for w, g in zip(want, got.shape, strict=True)):
+            raise ValueError(f"the converted model's output {info['name']!r} has shape "
+                             f"{None if got is None else list(got.shape)}, the signature's is {want}")
 
 
 def _qparams(detail: dict) -> dict:

@@ -444,6 +444,6 @@ LAYER_OPS: dict[str, Callable[..., Any]] = {
     "atan": _u(np.arctan), "sinh": _u(np.sinh), "cosh": _u(np.cosh), "atanh": _u(np.arctanh),
     "exp2": _u(np.exp2), "round": _u(np.round), "sign": _u(np.sign),
     "mod": lambda x, y: np.mod(_f(x), _f(y)),
-    "logical_and": np.logical_and, "logical_or": np.logical_or, "logical_xor": np.logical_xor,
-    "logical_not": np.logical_not,
+    "logical_and": lambda x, y: np.logical_and(x, y), "logical_or": lambda x, y: np.logical_or(x, y),
+    "logical_xor": lambda x, y: np.logical_xor(x, y), "logical_not": lambda x: np.logical_not(x),
 }

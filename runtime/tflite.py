@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.errors import DependencyError, InputError
+from edgekit.core.errors import DependencyError, InputError, Unverifiable
 from edgekit.runtime.base import Runner, TensorInfo, package_version
 from edgekit.runtime.registry import register
 
@@ -50,6 +50,19 @@ def interpreter_class() -> tuple[Any, str]:
     except ImportError as exc:
         raise DependencyError("no TFLite interpreter is installed", got=str(exc),
                               expected="pip install ai-edge-litert (or make setup)") from exc
+
+
+def flex_op_names(model: bytes) -> list[str]:
+    """The TF ops a .tflite flatbuffer runs through the Flex delegate (custom codes ``Flex<Op>``), sorted."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.Model.GetRootAs(model, 0)
+    names = set()
+    for i in range(m.OperatorCodesLength()):
+        code = m.OperatorCodes(i).CustomCode()
+        if code and code.decode().startswith("Flex"):
+            names.add(code.decode()[4:])
+    return sorted(names)
 
 
 def _quant(detail: dict) -> dict | None:
@@ -130,8 +143,17 @@ class TFLiteRunner(Runner):
         kwargs = {"model_path": str(self.path)}
         if self.options["num_threads"] is not None:
             kwargs["num_threads"] = int(self.options["num_threads"])
-        self._it = it = cls(**kwargs)
-        it.allocate_tensors()
+        try:
+            self._it = it = cls(**kwargs)
+            it.allocate_tensors()
+        except RuntimeError as exc:
+            flex = flex_op_names(self.path.read_bytes()) if "Select TensorFlow op" in str(exc) else []
+            if flex:  # built with --tflite-select-tf-ops: loads only where a Flex delegate is linked in
+                raise Unverifiable(f"{desc} cannot load this file: it uses Flex (TensorFlow) ops "
+                                   f"{', '.join(flex)} and this interpreter has no Flex delegate",
+                                   expected="TensorFlow's tf.lite.Interpreter, or Android with "
+                                            "org.tensorflow:tensorflow-lite-select-tf-ops") from exc
+            raise
         _, ins, outs = signature_io(it, self.options["signature"])
         self._in, self._out = ins, outs
         self.quantization = {n: q for n, d in {**ins, **outs}.items() if (q := _quant(d)) is not None}
