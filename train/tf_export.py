@@ -44,7 +44,7 @@ def _serve() -> int:
             with _quiet():
                 model.export(str(sm), format="tf_saved_model", verbose=False)
             ins, outs = _signature_info(sm)
-            golden = np.load(req["golden"])
+            golden = np.load(req["golden"], allow_pickle=False)
             pred_path = str(req["golden"]) + ".tf.npy"
             np.save(pred_path, np.asarray(model(golden, training=False), np.float32))
             reply = {"ok": True, "inputs": ins, "outputs": outs, "predictions": pred_path}
@@ -89,7 +89,7 @@ class TFExporter:
             reply = json.loads(line)
             if not reply["ok"]:
                 raise RuntimeError(f"export of {example_dir.name} on the TensorFlow backend failed: {reply['error']}")
-            pred = np.load(reply["predictions"])
+            pred = np.load(reply["predictions"], allow_pickle=False)
             os.unlink(reply["predictions"])
         finally:
             gpath.unlink(missing_ok=True)
