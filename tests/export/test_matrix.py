@@ -67,6 +67,9 @@ def test_manifest_complete_and_checksums_match(model, export_case):
         raw = a.raw
         assert raw["converter"] and raw["converter_version"] not in ("", "not installed")
         assert raw["seconds"] > 0 and "quantization" in raw
+        # an export counts only once its file ran in its runtime; the graph it came from is recorded
+        assert raw.get("ran_in"), f"{a.path} was not run once after conversion: {raw.get('not_run')}"
+        assert isinstance(raw.get("rewrites"), list) and raw.get("graph"), raw
         assert [i["name"] for i in a.inputs] == names_in and [o["name"] for o in a.outputs] == names_out
         for t in a.inputs + a.outputs:
             assert t["shape"][0] is None, f"{a.path}: batch dimension is not dynamic: {t}"
