@@ -66,11 +66,18 @@ def test_tf_distribute_matches_single_device(runs, mode):
     assert outcome.weights_sha256  # multiworker: every worker reported this same digest (else the run fails)
 
 
-@pytest.mark.slow  # two more JAX worker processes (~40 s each here)
-def test_jax_data_parallel_matches_single_device(runs):
-    """With the flags worker_env sets (--xla_cpu_multi_thread_eigen=false): reliable on this small model."""
+# slow: two more JAX processes (~40 s each here, loaded). With the flags worker_env sets
+# (--xla_cpu_multi_thread_eigen=false) none of 9 data-parallel runs here deadlocked (6 of regression_deep,
+# the widest model; 3 of moons_h3/regression_mlp); STACK.md saw 1 in 10 on a wide model, so the run goes
+# through the CLI with a timeout: a deadlock fails the test instead of hanging the suite.
+@pytest.mark.slow
+def test_jax_data_parallel_matches_single_device(runs, tmp_path):
     single, _ = runs("jax", "single")
-    dist, _ = runs("jax", "data-parallel")
+    r = subprocess.run([sys.executable, "-m", "edgekit", "train", EXAMPLE, "--quick", "--backend", "jax",
+                        "--distribute", "data-parallel", "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    dist = tmp_path / EXAMPLE
     diff = _max_diff(_weights(single), _weights(dist))
     assert diff <= WEIGHT_ATOL, f"data-parallel: weights {diff:.3g} from single-device"
 
