@@ -308,3 +308,19 @@ def check(model, formats: list[str] | None = None, opset: int = 17, select_tf_op
     report.source = str(path)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def preflight(src, formats: list[str], options=None) -> list[str]:
+    """What ``export`` should say before converting: one line per format check predicts will not
+    give a verified file (empty when all look fine). Reuses the frozen graph the exporters use
+    (cached on ``src.cache``), so it costs the dry-run rewrites only.
+
+    Args:
+        src: the opened :class:`~edgekit.export.source.SourceModel`.
+        formats: the formats about to be exported.
+        options: the run's :class:`~edgekit.export.base.ExportOptions` (default None: opset 17,
+            no Flex ops).
+    """
+    opset = getattr(options, "opset", 17)
+    flex = bool(getattr(options, "tflite_select_tf_ops", False))
+    return check_source(src, list(dict.fromkeys(formats)), opset, flex, options).predicted_failures()

@@ -201,7 +201,8 @@ def transformer_block(rng):
 
 
 def keras_ops(rng):
-    """keras.ops argmax (on floats), cumsum, top_k and einsum, as four named outputs."""
+    """keras.ops argmax (on floats), argmin cast to int64 (TF.js has no int64: compared by value),
+    cumsum, top_k and einsum, as five named outputs."""
     import keras
     from keras import layers as L
     from keras import ops
@@ -214,7 +215,8 @@ def keras_ops(rng):
             h = ops.einsum("bd,de->be", x, self.w)
             pair = ops.einsum("bi,bj->bij", h, h)
             values, _ = ops.top_k(h, k=3)
-            return {"argmax": ops.argmax(h, axis=-1), "cumsum": ops.cumsum(h, axis=-1),
+            return {"argmax": ops.argmax(h, axis=-1), "argmin64": ops.cast(ops.argmin(h, axis=-1), "int64"),
+                    "cumsum": ops.cumsum(h, axis=-1),
                     "topk": values, "outer": ops.sum(pair, axis=-1)}
 
     x = keras.Input((6,), name="features")
