@@ -97,7 +97,7 @@ def _expand_activation(g, act: str, x: str, name: str, like) -> None:
 def _unfuse_activations(graph_def) -> list[str]:
     """Split activations TF.js cannot run fused (Tanh, hard-swish, GELU, ...) out of fused ops into
     plain nodes; returns the activations split, one entry per node."""
-    from edgekit.export.legalize import GraphEditor
+    from edgekit.export.graphedit import GraphEditor
 
     g = GraphEditor(graph_def)
     split = []
@@ -125,7 +125,7 @@ def _flatten_biases(graph_def) -> int:
     import numpy as np
     from tensorflow.python.framework import tensor_util
 
-    from edgekit.export.legalize import GraphEditor
+    from edgekit.export.graphedit import GraphEditor
 
     g = GraphEditor(graph_def)
     done = 0
@@ -169,7 +169,7 @@ def _unfuse_tensor_biases(graph_def) -> int:
     activation). TF.js' converter folds ``MatMul(x, W) + MatMul(h, U)`` (every recurrent cell)
     into a fused MatMul with the second product as its bias, which the wasm backend rejects
     ("only supports rank-1 bias"). Returns how many fused ops were split."""
-    from edgekit.export.legalize import GraphEditor
+    from edgekit.export.graphedit import GraphEditor
 
     g = GraphEditor(graph_def)
     done = 0

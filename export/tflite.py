@@ -1,10 +1,15 @@
 """TFLite / LiteRT export: fp32, fp16 weights, dynamic-range int8, full-integer int8.
 
-Converted from the SavedModel's serving signature with
-``tf.lite.TFLiteConverter.from_concrete_functions`` (the Keras-object entry point is
-broken with Keras 3). The batch dimension stays dynamic (shape_signature -1): resize it
-with ``interpreter.resize_tensor_input``. The full-integer variant has int8 input and
-output; its scale/zero_point are in the manifest and in the model.
+Converted from the serving signature's frozen graph (:mod:`edgekit.export.graph`: an RNN's
+unrolled Keras re-trace when ``model.keras`` is at hand, the rewrites TFLite needs) with
+``tf.lite.TFLiteConverter.from_concrete_functions`` (the Keras-object entry point is broken
+with Keras 3), builtin ops only unless ``ExportOptions.tflite_select_tf_ops`` allows Flex ops
+(recorded as ``ops``/``flex_ops`` in the manifest: ai-edge-litert has no Flex delegate). The
+``serving_default`` SignatureDef is written into the flatbuffer. The batch dimension stays
+dynamic (shape_signature -1): resize it with ``interpreter.resize_tensor_input``. The
+full-integer variant has int8 float-tensor inputs and outputs (integer inputs such as token ids
+stay integers); scale/zero_point are in the manifest and in the model. Every file is loaded and
+run once before it counts (``ran_in``).
 
 Metadata: an ``edgekit`` entry in the flatbuffer's ``metadata`` table whose buffer holds
 a JSON object (the TFLite Support ``TFLITE_METADATA`` schema needs the tflite-support

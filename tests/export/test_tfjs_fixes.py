@@ -12,7 +12,7 @@ tf = pytest.importorskip("tensorflow", reason="the fix-ups edit TensorFlow graph
 pytest.importorskip("tensorflowjs", reason="tensorflowjs (edgekit[export]) is not installed")
 
 from edgekit.export import tfjs as tfjs_export  # noqa: E402
-from edgekit.export.legalize import GraphEditor  # noqa: E402
+from edgekit.export.graphedit import GraphEditor  # noqa: E402
 from edgekit.export.opsupport import tfjs_ops  # noqa: E402
 
 X = np.linspace(-6, 6, 121, dtype=np.float32).reshape(11, 11)
