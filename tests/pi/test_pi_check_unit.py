@@ -167,7 +167,11 @@ def test_mounts_are_undone_when_the_process_is_signalled(tmp_path, how):
             print("unwound", type(exc).__name__, flush=True)
             sys.exit(130)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    import signal
+
+    # a background test run inherits SIGINT ignored (Python then raises no KeyboardInterrupt): reset it
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "mounted"
     assert len(pi_root.mounts_under(root)) == 2
     proc.send_signal(getattr(__import__("signal"), how))

@@ -104,8 +104,14 @@ def test_binds_localhost_by_default(fake_artifacts):
         srv.server_close()
 
 
+def _default_sigint() -> None:
+    # a test run started in the background (nohup, `cmd &`) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: give the child the disposition a terminal would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edgekit", "serve-web", *args],
+    return subprocess.Popen([sys.executable, "-m", "edgekit", "serve-web", *args], preexec_fn=_default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
