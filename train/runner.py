@@ -258,20 +258,27 @@ def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, 
         + (f", --distribute {plan.distribute} over {plan.n_replicas} replica(s)" if plan.distribute else ""))
     pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                initargs=(worker_env(plan),))
+    procs: list = []
     try:
         futures = [pool.submit(_worker, [e.name for e in b], str(out), seed, quick, f"w{k} ", asdict(plan))
                    for k, b in enumerate(bins) if b]
+        procs = list(pool._processes.values())  # all started by the submits (max_workers=jobs)
         outcomes = [o for f in futures for o in f.result()]
     except BrokenProcessPool as exc:
         raise RuntimeFailure("a training worker process died; the other workers were stopped and no "
                              "unfinished example was written", got=str(exc) or "BrokenProcessPool",
                              expected="see <out>/train.log") from None
     except BaseException:
-        for p in list(getattr(pool, "_processes", {}).values()):  # stop the others now, not after their work
+        for p in procs:  # stop the others now, not after their work
             p.terminate()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        for p in procs:  # reap them: a zombie's pid still looks alive to clean_stale_tmp
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join()
         clean_stale_tmp(out)
     return sorted(outcomes, key=lambda o: order[o.name])
 

@@ -115,3 +115,34 @@ def test_cli_missing_backend_names_the_install_command(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "'torch' is not installed" in lines[0] and "pip install torch" in lines[0]
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow  # two JAX workers training until one is killed (~60 s)
+@pytest.mark.skipif(not backend_available("jax"), reason="jax is not installed here")
+def test_dying_backend_worker_stops_the_others(tmp_path):
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "art"
+    cli = subprocess.Popen([*EDGEKIT, "train", "all", "--quick", "--backend", "jax", "--jobs", "2", "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    workers: list = []
+    while time.monotonic() < deadline and cli.poll() is None:
+        workers = [c for c in psutil.Process(cli.pid).children() if "spawn_main" in " ".join(c.cmdline())
+                   and "resource_tracker" not in " ".join(c.cmdline())]
+        # both working, one example finished (kept), others under way (must vanish)
+        if len(workers) == 2 and list(out.glob("*/metrics.json")) and list(out.glob(".tmp-*-p*")):
+            break
+        time.sleep(0.5)
+    assert len(workers) == 2 and cli.poll() is None, "the workers never got going"
+    workers[0].kill()
+    _, err = cli.communicate(timeout=120)
+    assert cli.returncode == 1
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("edgekit:")]
+    assert len(lines) == 1 and "worker process died" in lines[0] and "stopped" in lines[0], err
+    assert not workers[1].is_running() or workers[1].status() == psutil.STATUS_ZOMBIE
+    assert not list(out.glob(".tmp-*")), sorted(p.name for p in out.iterdir())
+    for d in out.iterdir():  # whatever finished before the kill is complete
+        if d.is_dir():
+            assert (d / "metrics.json").exists() and (d / "saved_model" / "1" / "saved_model.pb").exists()
