@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# The lists live in edgekit.train.backends (stdlib-only to import, like this module).
+# Copies of edgekit.train.backends.BACKENDS / DISTRIBUTIONS for the help text (this module imports only
+# the standard library); tests/train/test_backends.py checks they agree.
 BACKENDS = ("tensorflow", "jax", "torch")
 DISTRIBUTIONS = ("mirrored", "multiworker", "data-parallel", "single")
 

@@ -146,3 +146,12 @@ def test_dying_backend_worker_stops_the_others(tmp_path):
     for d in out.iterdir():  # whatever finished before the kill is complete
         if d.is_dir():
             assert (d / "metrics.json").exists() and (d / "saved_model" / "1" / "saved_model.pb").exists()
+
+
+def test_cli_lists_match_the_one_list():
+    """edgekit/cli/train.py spells the choices out (stdlib-only import); they must be backends.py's."""
+    from edgekit.cli import train as cli_train
+    from edgekit.train.backends import DISTRIBUTIONS
+
+    assert cli_train.BACKENDS == BACKENDS
+    assert set(cli_train.DISTRIBUTIONS) == set(DISTRIBUTIONS)
