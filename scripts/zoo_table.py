@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                                       and r["precision"] == p]) for f, p in cols}
     slowest = sorted(rows, key=lambda r: -(r.get("seconds") or 0))[:5]
     summary = {"wall_seconds": round(time.perf_counter() - t_wall, 1), "build_seconds": round(t_build, 1),
+               "cpu_seconds": round(sum(os.times()[:4]), 1), "load_average_end": os.getloadavg(),
                "export_seconds": round(t_export, 1), "verify_seconds": round(t_verify, 1),
                "verify_rows": len(rows), "verify_summary": report.summary(),
                "slowest_rows": [{k: r.get(k) for k in ("example", "format", "precision", "backend", "seconds")}
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     md = markdown(table, cols, predictions)
     print(md)
     print(f"\n{report.summary()}; build {t_build:.1f} s, check+export {t_export:.1f} s, verify {t_verify:.1f} s "
-          f"({len(rows)} rows), wall {summary['wall_seconds']} s")
+          f"({len(rows)} rows), wall {summary['wall_seconds']} s, CPU {summary['cpu_seconds']} s, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("slowest rows: " + ", ".join(f"{r['example']}/{r['format']}/{r['precision']}"
                                         f"{'/' + r['backend'] if r.get('backend') else ''} {r['seconds']} s"
                                         for r in summary["slowest_rows"]))
