@@ -36,6 +36,26 @@ class History:
     seconds: float = 0.0
 
 
+def begin_training(model, callbacks, validation, epochs: int, epochs_per_call: int | None):
+    """The start of a fit shared by every trainer: callbacks started, a History ready, and the
+    number of epochs per compiled call (1 when callbacks or validation need every epoch).
+
+    Returns:
+        ``(callbacks list, epochs_per_call, History)``.
+    """
+    callbacks = list(callbacks or [])
+    if epochs_per_call is None:
+        epochs_per_call = 1 if (callbacks or validation is not None) else max(1, epochs // 20)
+    hist = History()
+    if validation is not None:
+        hist.history["val_loss"] = []
+    for cb in callbacks:
+        cb.set_model(model)
+        cb.on_train_begin()
+    model.stop_training = False
+    return callbacks, epochs_per_call, hist
+
+
 def _per_sample_loss(name: str):
     import keras
 
@@ -152,17 +172,8 @@ class Trainer:
         self._load(self.x, self.y, self.n, x, y, self.capacity)
         if validation is not None:
             self._load(self.xv, self.yv, self.nv, validation[0], validation[1], self.val_capacity)
-        callbacks = list(callbacks or [])
-        if epochs_per_call is None:
-            epochs_per_call = 1 if (callbacks or validation is not None) else max(1, epochs // 20)
         model = self.model
-        hist = History()
-        if validation is not None:
-            hist.history["val_loss"] = []
-        for cb in callbacks:
-            cb.set_model(model)
-            cb.on_train_begin()
-        model.stop_training = False
+        callbacks, epochs_per_call, hist = begin_training(model, callbacks, validation, epochs, epochs_per_call)
         t0 = time.perf_counter()
         epoch = 0
         seed_t = tf.constant(seed, tf.int32)

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgekit.train.fit import History, _per_sample_loss, _targets
+from edgekit.train.fit import History, _per_sample_loss, _targets, begin_training
 
 
 class JaxTrainer:
@@ -119,17 +119,8 @@ class JaxTrainer:
         xp, yp, n = self._padded(x, y, self.capacity, self.batch_size)
         if validation is not None:
             xv, yv, nv = self._padded(validation[0], validation[1], self.val_capacity, 0)
-        callbacks = list(callbacks or [])
-        if epochs_per_call is None:
-            epochs_per_call = 1 if (callbacks or validation is not None) else max(1, epochs // 20)
         model = self.model
-        hist = History()
-        if validation is not None:
-            hist.history["val_loss"] = []
-        for cb in callbacks:
-            cb.set_model(model)
-            cb.on_train_begin()
-        model.stop_training = False
+        callbacks, epochs_per_call, hist = begin_training(model, callbacks, validation, epochs, epochs_per_call)
         t0 = time.perf_counter()
         state = self._state()
         epoch = 0

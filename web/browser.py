@@ -204,23 +204,29 @@ def _evaluate(target, art, backend: str, chromium: str, state: dict, errors: lis
     return row, {first: got}
 
 
+def _cases(t, backends, precisions, status):
+    """(TF.js artifact, backend) pairs of one target still worth running: the chosen precisions on
+    the backends that started (``status`` is read at each step, so a backend that fails drops out)."""
+    for art, _ in t.artifacts:
+        if art.format != "tfjs" or (precisions and art.precision not in precisions):
+            continue
+        for backend in backends:
+            if status.get(backend, "started") == "started":
+                yield art, backend
+
+
 def _run_foreign(t, context, backends, precisions, chromium, timeout_s, overrides, min_rows, status, rows,
                  arrays) -> None:
     """The rows of one non-example export (every TF.js precision x started backend); no screenshot."""
     from edgekit.web.harness import run_export
 
-    for art, _ in t.artifacts:
-        if art.format != "tfjs" or (precisions and art.precision not in precisions):
-            continue
-        for backend in backends:
-            if status.get(backend, "started") != "started":
-                continue
-            row, got, state = run_export(context, t, art, backend, chromium, timeout_s, overrides, min_rows)
-            status[backend] = state
-            if row is not None:
-                row["screenshot"] = None
-                rows.append(row)
-                arrays.append(got)
+    for art, backend in _cases(t, backends, precisions, status):
+        row, got, state = run_export(context, t, art, backend, chromium, timeout_s, overrides, min_rows)
+        status[backend] = state
+        if row is not None:
+            row["screenshot"] = None
+            rows.append(row)
+            arrays.append(got)
 
 
 def check_browser(dirs: list[Path], backends: tuple[str, ...] = BACKENDS,
@@ -287,40 +293,35 @@ def check_browser(dirs: list[Path], backends: tuple[str, ...] = BACKENDS,
         for t in examples:
             base = servers[t.example_dir.parent.resolve()].url
             shot = None
-            for art, _ in t.artifacts:
-                if art.format != "tfjs" or (precisions and art.precision not in precisions):
-                    continue
-                for backend in backends:
-                    if status.get(backend, "started") != "started":
+            for art, backend in _cases(t, backends, precisions, status):
+                url = _page_url(base, t.example, backend, art.precision)
+                page, state, errors, secs = _open(context, url, timeout_s, sync_api.Error)
+                try:
+                    if state["status"] == "ready" and state["backend"] != backend:
+                        status[backend] = (state.get("notice") or
+                                           f"did not start; the page fell back to {state['backend']}")
                         continue
-                    url = _page_url(base, t.example, backend, art.precision)
-                    page, state, errors, secs = _open(context, url, timeout_s, sync_api.Error)
+                    if state["status"] == "ready":
+                        status[backend] = "started"
                     try:
-                        if state["status"] == "ready" and state["backend"] != backend:
-                            status[backend] = (state.get("notice") or
-                                               f"did not start; the page fell back to {state['backend']}")
-                            continue
-                        if state["status"] == "ready":
-                            status[backend] = "started"
-                        try:
-                            row, got = _evaluate(t, art, backend, chromium, state, errors, secs, overrides)
-                        except EdgekitError:
-                            raise
-                        except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
-                            from edgekit.parity.verify import _row
+                        row, got = _evaluate(t, art, backend, chromium, state, errors, secs, overrides)
+                    except EdgekitError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - one bad row must not stop the others
+                        from edgekit.parity.verify import _row
 
-                            row, got = _row(t, FORMAT, art.precision, f"chromium {chromium} {backend}",
-                                            "error", message=f"{type(exc).__name__}: {exc}",
-                                            backend=backend, seconds=round(secs, 3)), {}
-                        if shot is None:
-                            shot = shot_dir / f"{t.example}.png"
-                            page.screenshot(path=str(shot), full_page=True)
-                            shots.append(shot)
-                        row["screenshot"] = str(shot)
-                        rows.append(row)
-                        arrays.append(got)
-                    finally:
-                        page.close()
+                        row, got = _row(t, FORMAT, art.precision, f"chromium {chromium} {backend}",
+                                        "error", message=f"{type(exc).__name__}: {exc}",
+                                        backend=backend, seconds=round(secs, 3)), {}
+                    if shot is None:
+                        shot = shot_dir / f"{t.example}.png"
+                        page.screenshot(path=str(shot), full_page=True)
+                        shots.append(shot)
+                    row["screenshot"] = str(shot)
+                    rows.append(row)
+                    arrays.append(got)
+                finally:
+                    page.close()
         if screenshots is None:
             # keep nothing from the temporary dir: the paths would dangle
             for row in rows:
