@@ -137,7 +137,8 @@ def _quiet(enabled: bool):
 def export_model(source, out: Path | None = None, formats: list[str] | None = None,
                  precisions: list[str] | None = None, calibration: Path | None = None, opset: int = 17,
                  *, inputs: Path | None = None, input_shapes=None, int_range=None, unsafe: bool = False,
-                 max_batch: int = 1024, quiet: bool = True, progress=None, _as_live: str | None = None) -> ExportReport:
+                 max_batch: int = 1024, tflite_select_tf_ops: bool = False, quiet: bool = True, progress=None,
+                 on_preflight=None, _as_live: str | None = None) -> ExportReport:
     """Export SOURCE to every chosen format and precision and write ``manifest.json``.
 
     Args:
@@ -160,8 +161,12 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
             (default None: from the model's Embedding layers).
         unsafe: load a ``.keras`` holding Lambda layers (``safe_mode=False``; default False).
         max_batch: Core ML flexible batch upper bound (default 1024).
+        tflite_select_tf_ops: let TFLite fall back to Flex (TensorFlow) ops (default False: builtins
+            only; a Flex file loads only where the Flex delegate is linked in, recorded in the manifest).
         quiet: silence converter output during the run (default True).
         progress: optional ``callable(VariantResult)`` called after each variant.
+        on_preflight: optional ``callable(list[str])`` called once before converting with
+            ``edgekit check``'s predicted failures (one line per format; empty when all look fine).
 
     Returns:
         An :class:`ExportReport`; ``report.ok`` is False if any variant failed.
@@ -236,7 +241,11 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
         if _as_live:
             src.kind, src.display_name = "live", _as_live
         options = ExportOptions(opset=opset, max_batch=max_batch, calibration=calib[0] if calib else None,
-                                calibration_origin=calib[1] if calib else "", metadata=_metadata(src))
+                                calibration_origin=calib[1] if calib else "", metadata=_metadata(src),
+                                tflite_select_tf_ops=bool(tflite_select_tf_ops))
+        predicted = _preflight(src, variants, options, quiet)
+        if on_preflight is not None:
+            on_preflight(predicted)
         for fmt, prec in variants:
             exp = exporters[fmt]
             if (fmt, prec) in skipped:
@@ -261,7 +270,9 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
             "options": {"opset": opset, "max_batch": max_batch,
                         "calibration": options.calibration_origin or None,
                         "inputs": None if inputs is None else str(inputs),
-                        "int_range": list(irange) if irange else None, "unsafe": bool(unsafe)},
+                        "int_range": list(irange) if irange else None, "unsafe": bool(unsafe),
+                        "tflite_select_tf_ops": bool(tflite_select_tf_ops)},
+            "preflight": predicted,
             "artifacts": artifacts,
             "failures": failures,
             "skipped": [{"format": f, "precision": p.value, "reason": r} for (f, p), r in skipped.items()],
@@ -274,7 +285,22 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
     return ExportReport(source=Path(spec.display) if spec.path is None else spec.path, out_dir=out,
                         results=tuple(results), seconds=time.perf_counter() - t_start,
                         kind=_as_live and "live" or spec.kind,
-                        reference_error=reference.get("error") if reference else None)
+                        reference_error=reference.get("error") if reference else None,
+                        preflight=tuple(predicted))
+
+
+def _preflight(src, variants, options: ExportOptions, quiet: bool) -> list[str]:
+    """``edgekit check``'s predicted failures for the planned formats; a check that itself fails
+    is reported as one line and never stops the export (the converters are the final word)."""
+    from edgekit.export.check import preflight
+
+    try:
+        with _quiet(quiet):
+            return preflight(src, [f for f, _ in variants], options)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the check is advice; converting still decides
+        return [f"check: could not run ({error_lines(exc)}); converting anyway"]
 
 
 def _source_entry(spec, src, tmp: Path, as_live: str | None) -> dict:
@@ -332,7 +358,8 @@ def _run_variant(exp, src, prec: Precision, tmp: Path, options: ExportOptions, q
 def export(model_or_path, out: str | Path | None = None, formats: list[str] | None = None,
            precisions: list[str] | None = None, calibration: str | Path | None = None, *,
            inputs: str | Path | None = None, input_shapes=None, int_range=None, unsafe: bool = False,
-           opset: int = 17, max_batch: int = 1024, quiet: bool = True, progress=None) -> ExportReport:
+           opset: int = 17, max_batch: int = 1024, tflite_select_tf_ops: bool = False, quiet: bool = True,
+           progress=None) -> ExportReport:
     """Export a model to every chosen format and precision (the Python API: ``edgekit.export(...)``).
 
     Keras runs each process on one backend, fixed when it is imported. When this process runs
@@ -359,11 +386,14 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
         unsafe: load a ``.keras`` holding Lambda layers (``safe_mode=False``; default False).
         opset: ONNX opset (default 17).
         max_batch: Core ML flexible batch upper bound (default 1024).
+        tflite_select_tf_ops: allow Flex (TensorFlow) ops in TFLite files (default False: builtins
+            only; the LiteRT wheel cannot load Flex files, so verify gives them ``unverified`` rows).
         quiet: silence converter output (default True).
         progress: optional ``callable(VariantResult)`` called after each variant.
 
     Returns:
-        An :class:`~edgekit.export.base.ExportReport` (``bool(report)``: no variant failed).
+        An :class:`~edgekit.export.base.ExportReport` (``bool(report)``: no variant failed;
+        ``report.preflight``: what ``edgekit check`` predicted before converting).
 
     Example::
 
@@ -377,7 +407,8 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
     kwargs = {"formats": formats, "precisions": precisions,
               "calibration": None if calibration is None else Path(calibration), "opset": opset,
               "inputs": None if inputs is None else Path(inputs), "input_shapes": input_shapes,
-              "int_range": int_range, "unsafe": unsafe, "max_batch": max_batch, "quiet": quiet}
+              "int_range": int_range, "unsafe": unsafe, "max_batch": max_batch,
+              "tflite_select_tf_ops": tflite_select_tf_ops, "quiet": quiet}
     out_path = None if out is None else Path(out)
     if subproc.needs_subprocess(spec):
         return subproc.export_in_subprocess(spec, out_path, kwargs, progress)

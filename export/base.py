@@ -110,6 +110,8 @@ class ExportReport:
         kind: what SOURCE was: ``"example"``, ``"savedmodel"``, ``"keras"`` or ``"live"`` (default "").
         reference_error: why no golden file was written for a Keras source (an integer input
             of unknown range: verify then needs ``--inputs`` or ``--int-range``), or None.
+        preflight: what ``edgekit check`` predicted before converting, one line per format it
+            expects not to give a verified file (default empty: every format looked fine).
     """
 
     source: Path
@@ -118,6 +120,7 @@ class ExportReport:
     seconds: float
     kind: str = ""
     reference_error: str | None = None
+    preflight: tuple = ()
 
     @property
     def manifest_path(self) -> Path:
@@ -146,7 +149,7 @@ class ExportReport:
 
         return {"source": str(self.source), "out_dir": str(self.out_dir), "seconds": self.seconds,
                 "ok": self.ok, "kind": self.kind, "reference_error": self.reference_error,
-                "results": [dataclasses.asdict(r) for r in self.results]}
+                "preflight": list(self.preflight), "results": [dataclasses.asdict(r) for r in self.results]}
 
 
 class Exporter(ABC):

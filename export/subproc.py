@@ -88,7 +88,7 @@ def export_in_subprocess(spec, out: Path | None, kwargs: dict, progress=None):
             progress(r)
     return ExportReport(source=Path(as_live or str(spec.path)), out_dir=Path(rep["out_dir"]), results=results,
                         seconds=float(rep["seconds"]), kind=rep.get("kind", spec.kind),
-                        reference_error=rep.get("reference_error"))
+                        reference_error=rep.get("reference_error"), preflight=tuple(rep.get("preflight", ())))
 
 
 def main(argv: list[str]) -> int:

@@ -185,10 +185,10 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
     from edgekit.runtime.registry import open_model
 
     ref = target.reference
-    base = {"size_bytes": int(art.size_bytes), "path": art.path, "backend": backend}
+    base = {"size_bytes": int(art.size_bytes), "path": art.path, "backend": backend, **_graph_fields(art)}
     t0 = time.perf_counter()
     runtime = f"tfjs {backend}" if backend else art.format
-    notes: list[str] = []
+    notes: list[str] = _graph_notes(base)
     try:
         tols = SAVEDMODEL_TOLERANCE if art.format == "savedmodel" else \
             tolerances_for(art.format, art.precision, list(ref.outputs), overrides)
@@ -219,6 +219,27 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
                 rows_mask)
     row["seconds"] = round(time.perf_counter() - t0, 3)
     return row, got
+
+
+def _graph_fields(art: mf.Artifact) -> dict:
+    """The manifest's record of the graph a variant was converted from (rewrites, re-trace), for the row."""
+    raw = getattr(art, "raw", None) or {}
+    out = {}
+    if raw.get("rewrites"):
+        out["rewrites"] = list(raw["rewrites"])
+    if raw.get("graph") and raw["graph"] != "serving signature":
+        out["graph"] = str(raw["graph"])
+    return out
+
+
+def _graph_notes(fields: dict) -> list[str]:
+    """``"rewrites: erfc->1-erf"`` / ``"graph: keras re-trace ..."``: what the row's message says about it."""
+    notes = []
+    if fields.get("rewrites"):
+        notes.append("rewrites: " + ", ".join(fields["rewrites"]))
+    if fields.get("graph"):
+        notes.append(f"graph: {fields['graph']}")
+    return notes
 
 
 def judge(target: Target, fmt: str, precision: str, runtime: str, got: dict[str, np.ndarray], tols: dict,

@@ -143,17 +143,19 @@ class TFLiteRunner(Runner):
         kwargs = {"model_path": str(self.path)}
         if self.options["num_threads"] is not None:
             kwargs["num_threads"] = int(self.options["num_threads"])
-        try:
-            self._it = it = cls(**kwargs)
-            it.allocate_tensors()
-        except RuntimeError as exc:
-            flex = flex_op_names(self.path.read_bytes()) if "Select TensorFlow op" in str(exc) else []
-            if flex:  # built with --tflite-select-tf-ops: loads only where a Flex delegate is linked in
-                raise Unverifiable(f"{desc} cannot load this file: it uses Flex (TensorFlow) ops "
-                                   f"{', '.join(flex)} and this interpreter has no Flex delegate",
-                                   expected="TensorFlow's tf.lite.Interpreter, or Android with "
-                                            "org.tensorflow:tensorflow-lite-select-tf-ops") from exc
-            raise
+        # A file built with --tflite-select-tf-ops loads only where a Flex delegate is linked in. The
+        # LiteRT wheel has none, but it picks up TensorFlow's when TensorFlow is loaded in the same
+        # process (verify's reference runner does that): such a run is not what a device does, so
+        # the file is refused up front rather than passed.
+        flex = flex_op_names(self.path.read_bytes())
+        if flex:
+            raise Unverifiable(f"{desc} cannot load this file on a device: it uses Flex (TensorFlow) ops "
+                               f"{', '.join(flex)} and the LiteRT wheel has no Flex delegate",
+                               expected="a builtin-ops file (put model.keras beside the SavedModel, drop "
+                                        "--tflite-select-tf-ops), or an app linking "
+                                        "org.tensorflow:tensorflow-lite-select-tf-ops")
+        self._it = it = cls(**kwargs)
+        it.allocate_tensors()
         _, ins, outs = signature_io(it, self.options["signature"])
         self._in, self._out = ins, outs
         self.quantization = {n: q for n, d in {**ins, **outs}.items() if (q := _quant(d)) is not None}

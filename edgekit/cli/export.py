@@ -1,5 +1,6 @@
 """``edgekit export SOURCE... [--formats ...] [--precisions ...] [--out DIR] [--calibration FILE]
-[--inputs FILE.npz] [--input-shape NAME=D1xD2...] [--int-range LO,HI] [--unsafe] [--opset N]``.
+[--inputs FILE.npz] [--input-shape NAME=D1xD2...] [--int-range LO,HI] [--unsafe] [--opset N]
+[--tflite-select-tf-ops]``.
 
 SOURCE is a ``.keras`` file (trained on any backend; loaded under TensorFlow), an
 ``artifacts/<example>`` directory, a directory of examples, or a SavedModel directory.
@@ -59,6 +60,10 @@ def register(subparsers) -> None:
                    help="load a .keras holding Lambda layers or other stored code (safe_mode off: the file's "
                         "code runs; only for files you trust)")
     p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (default 17)")
+    p.add_argument("--tflite-select-tf-ops", action="store_true",
+                   help="let TFLite use Flex (TensorFlow) ops for what has no builtin (default: builtins only; "
+                        "a Flex file loads only in a runtime with the Flex delegate, not ai-edge-litert or a "
+                        "stock Android/Pi LiteRT; recorded in the manifest)")
     p.add_argument("--verbose", action="store_true", help="show converter output")
     p.set_defaults(func=handler)
 
@@ -111,6 +116,13 @@ def _validate_all(args) -> list[tuple[Path, Path | None]]:
     return jobs
 
 
+def _print_preflight(src, lines: list[str]) -> None:
+    """Say before converting which formats ``edgekit check`` expects to fail, and why."""
+    for line in lines:
+        print(f"{src}: check predicts {line}")
+    sys.stdout.flush()
+
+
 def handler(args: argparse.Namespace) -> int:
     """Run the export for every SOURCE; print a summary table per SOURCE."""
     from edgekit.export.api import export_model
@@ -124,7 +136,8 @@ def handler(args: argparse.Namespace) -> int:
         report = export_model(src, out=out, formats=args.formats, precisions=args.precisions,
                               calibration=args.calibration, opset=args.opset, inputs=args.inputs,
                               input_shapes=args.input_shape, int_range=args.int_range, unsafe=args.unsafe,
-                              quiet=not args.verbose)
+                              tflite_select_tf_ops=args.tflite_select_tf_ops, quiet=not args.verbose,
+                              on_preflight=lambda lines, s=src: _print_preflight(s, lines))
         print(f"{src} -> {report.out_dir} ({report.seconds:.1f} s)")
         print(summary_table(report))
         if report.reference_error:

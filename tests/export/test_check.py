@@ -88,6 +88,47 @@ def test_predicted_failures_are_the_export_failures(models, tmp_path):
         assert sure <= failed, f"{name}: check said {verdicts}, export failed {sorted(failed)}"
         assert failed <= {f for f, v in verdicts.items() if v != "ok"}, f"{name}: {verdicts} vs {sorted(failed)}"
         assert failed, f"{name} was meant to exercise a converter limit"
+        said = {line.split(":")[0] for line in report.preflight}
+        assert sure <= said <= {f for f, v in verdicts.items() if v != "ok"}, (name, report.preflight)
+
+
+def test_export_says_up_front_and_flex_only_on_request(models, tmp_path):
+    """The CLI prints check's prediction before the summary; --tflite-select-tf-ops gives a Flex file
+    that the manifest marks and verify will not call a pass (ai-edge-litert has no Flex delegate)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env,
+                              timeout=600, cwd=REPO)
+
+    plain = run("export", str(models["rnn_bare"]), "--formats", "tflite", "--precisions", "fp32",
+                "--out", str(tmp_path / "plain"))
+    assert plain.returncode == 1, plain.stderr[-2000:]
+    said = plain.stdout.index("check predicts tflite: fails")
+    assert said < plain.stdout.index("format"), plain.stdout  # before the summary table
+    flex = run("export", str(models["rnn_bare"]), "--formats", "tflite", "--precisions", "fp32",
+               "--tflite-select-tf-ops", "--out", str(tmp_path / "flex"))
+    assert flex.returncode == 0, flex.stdout + flex.stderr[-2000:]
+    man = json.loads((tmp_path / "flex" / "manifest.json").read_text())
+    assert man["options"]["tflite_select_tf_ops"] is True
+    art = man["artifacts"][0]
+    assert art["flex_ops"] and "ai-edge-litert" in " ".join(art["cannot_load_in"]), art
+    ver = run("verify", str(tmp_path / "flex"), "--json", str(tmp_path / "flex.json"))
+    rows = json.loads((tmp_path / "flex.json").read_text())
+    assert [r["status"] for r in rows if r["format"] == "tflite"] == ["unverified"], rows
+    assert ver.returncode != 0
+
+
+def test_verify_rows_name_the_rewrites(models, tmp_path):
+    from edgekit.export.api import export_model
+    from edgekit.parity.verify import verify
+
+    export_model(models["gelu"], out=tmp_path / "gelu", formats=["onnx", "tflite"], precisions=["fp32"])
+    report = verify([tmp_path / "gelu"])
+    by_fmt = {r.format: r for r in report.rows if r.format in ("onnx", "tflite")}
+    assert by_fmt["onnx"].status == "pass" and by_fmt["onnx"]["rewrites"] == ["erfc->1-erf"]
+    assert "rewrites: erfc->1-erf" in by_fmt["onnx"].message
+    assert "rewrites" not in by_fmt["tflite"] and "rewrites" not in by_fmt["tflite"].message
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
