@@ -43,7 +43,6 @@ class CoreMLExporter(Exporter):
         for noisy in ("coremltools", "coremltools.converters"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         ct = require("coremltools", "export")
-        import numpy as np
 
         from edgekit.export import graph
 
@@ -53,7 +52,7 @@ class CoreMLExporter(Exporter):
         placeholders = {n: src.input_tensors[n].split(":")[0] for n in source.input_names}
         inputs = [ct.TensorType(name=placeholders[i["name"]],
                                 shape=(ct.RangeDim(1, options.max_batch), *i["shape"][1:]),
-                                dtype=np.dtype(i.get("dtype", "float32")).type)
+                                dtype=coreml_input_dtype(i.get("dtype", "float32")))
                   for i in source.inputs]
         mlmodel = ct.convert([src.function], source="tensorflow", convert_to="mlprogram",
                              inputs=inputs, compute_precision=compute, skip_model_load=True)
@@ -101,6 +100,23 @@ class CoreMLExporter(Exporter):
                         embedded_metadata=meta, extra=extra)
 
 
+# Core ML ML Program inputs are float16/float32/int32 (coremltools refuses uint8, and turns a bool
+# input into float32): integer and bool inputs are declared int32 — every uint8/int8/int16/uint16/
+# bool value fits exactly, and the converter casts back to the graph's dtype at the input. int64
+# ids are declared int32 as well (Core ML has no int64 tensors; ids past 2**31 do not occur in
+# Embedding vocabularies). The same contract is what `edgekit check` prints (export/check.py).
+COREML_INPUT_DTYPES = {"float32": "float32", "float16": "float16", "float64": "float32", "int32": "int32",
+                       "uint8": "int32", "int8": "int32", "int16": "int32", "uint16": "int32", "int64": "int32",
+                       "bool": "int32"}
+
+
+def coreml_input_dtype(dtype: str):
+    """The numpy type a Core ML input of graph dtype ``dtype`` is declared with (see COREML_INPUT_DTYPES)."""
+    import numpy as np
+
+    return np.dtype(COREML_INPUT_DTYPES.get(str(dtype), str(dtype))).type
+
+
 def run_once(path: Path, feeds: dict) -> dict:
     """Run the saved package once: Core ML itself on macOS, else edgekit's reference evaluator.
 
@@ -116,7 +132,10 @@ def run_once(path: Path, feeds: dict) -> dict:
 
     try:
         with CoreMLRunner(path) as runner:
-            runner.predict({n: feeds[n] for n in (i.name for i in runner.inputs)})
+            import numpy as np
+
+            # integer inputs declared int32 (COREML_INPUT_DTYPES) are fed as a device app would
+            runner.predict({i.name: np.asarray(feeds[i.name]).astype(i.dtype, copy=False) for i in runner.inputs})
             return {"ran_in": runner.runtime_name}
     except Unverifiable as exc:
         return {"ran_in": None, "not_run": str(exc)}
