@@ -18,6 +18,10 @@ from edgekit.core.fsutil import atomic_file
 from edgekit.report.tables import HEADER, POLICY_HEADER, _num, cells, policy_cells, summary_line
 
 MAX_POINTS = 400
+#: Extra sections after the per-example ones and the benchmarks: ``"module:function"`` names, each
+#: called as ``function(root: Path, rows: list[dict]) -> str`` (an HTML fragment, ``""`` for none) and
+#: rendered in this order. A new section (e.g. a per-layer error one) adds its entry here.
+EXTRA_SECTIONS: tuple[str, ...] = ()
 
 
 def scatter_svg(x: np.ndarray, y: np.ndarray, title: str, size: int = 240) -> str:
@@ -70,7 +74,7 @@ tr.pass td.st{background:#d9f2d9}tr.fail td.st{background:#f9d0d0}tr.error td.st
 tr.insufficient td.st,tr.unverified td.st{background:#e4e4f7}
 .plots img{max-width:420px;margin:4px;border:1px solid #ddd}.scatters{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0}figcaption{font-size:11px;max-width:240px}td.msg{font-size:11px;color:#733}
-h2{margin-top:1.6em;border-bottom:1px solid #ddd}"""
+h2{margin-top:1.6em;border-bottom:1px solid #ddd}:target{outline:2px solid #333}"""
 
 
 def _example_dir(root: Path, example: str, rows: list[dict]) -> Path | None:
@@ -91,11 +95,31 @@ def _environment():
                               autoescape=True, trim_blocks=False, keep_trailing_newline=True)
 
 
+def extra_sections(root: Path, rows: list[dict], names: tuple[str, ...] | None = None) -> list[str]:
+    """The HTML fragments of the hooks ``names`` (default None: :data:`EXTRA_SECTIONS`), empty ones dropped."""
+    import importlib
+
+    out = []
+    for name in EXTRA_SECTIONS if names is None else names:
+        mod, _, fn = name.partition(":")
+        frag = getattr(importlib.import_module(mod), fn)(root, rows)
+        if frag:
+            out.append(frag)
+    return out
+
+
 def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> str:
-    """The self-contained report page (no network, no scripts), from ``templates/report.html.j2``."""
+    """The self-contained report page (no network, no scripts), from ``templates/report.html.j2``.
+
+    The first screen is :func:`edgekit.report.overview.overview_html` (status matrix and
+    latency-vs-size scatters); the long table, the per-example plots, the benchmark section and
+    the :data:`EXTRA_SECTIONS` follow.
+    """
     from markupsafe import Markup
 
     from edgekit.report.bench_section import section_for  # "" when there is no bench.json
+    from edgekit.report.overview import CSS as OVERVIEW_CSS
+    from edgekit.report.overview import overview_html
 
     examples = []
     for ex in dict.fromkeys(r["example"] for r in rows):
@@ -115,12 +139,13 @@ def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> 
                          "screenshots": [_img(p) for p in shots if p.is_file()], "scatters": scatters})
     figures = sorted(root.glob("*.png")) if root.is_dir() else []  # e.g. the moons sweep figure
     return _environment().get_template("report.html.j2").render(
-        css=Markup(_CSS), summary=summary_line(rows),
+        css=Markup(_CSS + OVERVIEW_CSS), summary=summary_line(rows), overview=Markup(overview_html(rows, root)),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         header=HEADER, rows=[{"status": r["status"], "cells": cells(r), "message": r.get("message") or ""}
                              for r in rows],
         policy_header=POLICY_HEADER, policy=policy_cells(rows), examples=examples,
-        bench_section=Markup(section_for(root)), figures=[_img(p) for p in figures])
+        bench_section=Markup(section_for(root)), figures=[_img(p) for p in figures],
+        extra_sections=[Markup(f) for f in extra_sections(root, rows)])
 
 
 def _img(path: Path):

@@ -99,7 +99,8 @@ def test_report_html_is_self_contained(verified, capsys):
     b64 = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page).group(1)
     assert base64.b64decode(b64) == (verified / "alpha" / "loss.png").read_bytes()
     svgs = re.findall(r"<svg.*?</svg>", page, flags=re.S)
-    assert len(svgs) == 3  # one scatter per row that ran (the error row has none)
+    parity_svgs = [s for s in svgs if 'class="latsize"' not in s]  # + 2 latency-vs-size (overview)
+    assert len(parity_svgs) == 3 and len(svgs) == 5  # one parity scatter per row that ran (not the error row)
     for s in svgs:
         ET.fromstring(s)  # well-formed XML
     assert "onnx int8_dynamic output_0" in page and "no converter" in page
