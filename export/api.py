@@ -4,9 +4,12 @@ Order of work: every check on the user's input first (formats, precisions, SOURC
 output location, calibration data) — a bad input raises an :class:`EdgekitError`
 (exit 2) before anything is written. Then the SavedModel is loaded once and each variant
 is converted into a staging directory; a variant whose converter fails is recorded and
-the others still run. ``manifest.json`` is written last, and the staging directory
-replaces the previous export directory in one rename (re-running replaces old exports
-cleanly; an interrupted run leaves the old exports untouched).
+the others still run. ``manifest.json`` is written last. Into a new export directory (or with
+``clean=True``) the staging directory is renamed as a whole; into an existing export only the
+variants this run converted are swapped in and the manifest is merged (:mod:`edgekit.export.partial`:
+the other variants stay byte for byte, marked stale when the source changed). An interrupted run
+leaves the old export untouched. One run at a time per export directory
+(:func:`edgekit.core.lock.run_lock` on ``<out>.lock``).
 
 Safe to call from tests: no global state besides the registry; converter chatter is
 silenced only for the duration of the call (``quiet=True``).
@@ -23,12 +26,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from edgekit.core.errors import InputError, OutputError, UsageError
 from edgekit.core.fsutil import TMP_PREFIX, atomic_dir, clean_stale_tmp, sha256_file, sha256_tree, tree_size
+from edgekit.core.lock import run_lock
 from edgekit.core.text import error_lines
 from edgekit.core.version import __version__
-from edgekit.export import registry
+from edgekit.export import partial, registry
 from edgekit.export import source as source_mod
 from edgekit.export.base import ExportOptions, ExportReport, Precision, VariantResult
 from edgekit.export.golden import golden_for, write_reference
@@ -138,7 +143,8 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
                  precisions: list[str] | None = None, calibration: Path | None = None, opset: int = 17,
                  *, inputs: Path | None = None, input_shapes=None, int_range=None, unsafe: bool = False,
                  max_batch: int = 1024, tflite_select_tf_ops: bool = False, quiet: bool = True, progress=None,
-                 on_preflight=None, _as_live: str | None = None) -> ExportReport:
+                 on_preflight=None, clean: bool = False, lock_wait: float | None = None,
+                 _as_live: str | None = None) -> ExportReport:
     """Export SOURCE to every chosen format and precision and write ``manifest.json``.
 
     Args:
@@ -146,7 +152,7 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
             SavedModel directory.
         out: export directory (default None: ``<example>/exports``; ``<savedmodel>_exports`` or
             ``<stem>_exports`` beside a SavedModel or ``.keras`` file; ``./<name>_exports`` for a live
-            model). Replaced as a whole.
+            model). An existing export keeps the variants this run does not convert (``clean``).
         formats: format names (default None: every registered format).
         precisions: precision names (default None: every precision each format supports;
             full-integer int8 is then skipped, with a note, when there is no calibration data).
@@ -167,12 +173,18 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
         progress: optional ``callable(VariantResult)`` called after each variant.
         on_preflight: optional ``callable(list[str])`` called once before converting with
             ``edgekit check``'s predicted failures (one line per format; empty when all look fine).
+        clean: start from an empty export directory: the previous export is replaced as a whole
+            (default False: only the planned variants are replaced, the others and their manifest
+            entries kept; see :mod:`edgekit.export.partial`).
+        lock_wait: seconds to wait for another run holding ``<out>.lock`` before refusing (default
+            None: ``$EDGEKIT_LOCK_WAIT``, else 60).
 
     Returns:
         An :class:`ExportReport`; ``report.ok`` is False if any variant failed.
 
     Raises:
-        UsageError, InputError, OutputError: bad input, before anything is written.
+        UsageError, InputError, OutputError: bad input, before anything is written; OutputError
+            also when another run keeps the export directory locked for ``lock_wait`` seconds.
     """
     from edgekit.export import keras_source
     from edgekit.parity import inputs as golden_inputs
@@ -199,7 +211,8 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
                              expected=CALIBRATION_HOW if opt == "calibration" else golden_inputs.INPUTS_HOW)
     exporters = registry.formats()
 
-    plan = src = None
+    plan: Any = None
+    src: Any = None
     with _quiet(quiet):
         if keras_kind:
             plan = keras_source.prepare(spec.kind, spec.model if spec.kind == "live" else spec.path, shapes, unsafe)
@@ -226,67 +239,98 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
     if plan is not None:
         golden, origin, golden_error = golden_for(infos, plan.model, golden_file, inputs, irange, calib)
 
-    results: list[VariantResult] = []
-    artifacts, failures = [], []
-    # leftovers of killed runs (staging dirs, a previous export parked between the two renames);
-    # a live run's entries carry its pid and are spared
-    clean_stale_tmp(out.parent)
-    with atomic_dir(out) as tmp:
-        reference = None
-        if plan is not None:
-            with _quiet(quiet):
-                src = keras_source.materialise(plan, tmp)
-                reference = write_reference(tmp, src, golden, origin) if golden is not None else \
-                    {"error": golden_error}
-        if _as_live:
-            src.kind, src.display_name = "live", _as_live
-        options = ExportOptions(opset=opset, max_batch=max_batch, calibration=calib[0] if calib else None,
-                                calibration_origin=calib[1] if calib else "", metadata=_metadata(src),
-                                tflite_select_tf_ops=bool(tflite_select_tf_ops))
-        predicted = _preflight(src, variants, options, quiet)
-        if on_preflight is not None:
-            on_preflight(predicted)
-        for fmt, prec in variants:
-            exp = exporters[fmt]
-            if (fmt, prec) in skipped:
-                res = VariantResult(fmt, prec.value, "skipped", error=skipped[(fmt, prec)])
-            else:
-                res, art = _run_variant(exp, src, prec, tmp, options, quiet)
-                if art is not None:
-                    artifacts.append(art)
-                else:
-                    failures.append({"format": fmt, "precision": prec.value, "error": res.error,
-                                     "seconds": res.seconds})
-            results.append(res)
-            if progress is not None:
-                progress(res)
-        from edgekit.runtime import manifest
+    with run_lock(out, wait=lock_wait, command="edgekit export"):
+        # leftovers of killed runs (staging dirs, a previous export parked between the two renames);
+        # a live run's entries carry its pid and are spared
+        clean_stale_tmp(out.parent)
+        old = partial.previous(out, clean)
+        with atomic_dir(out) if old is None else partial.staging(out) as tmp:
+            results, data = _convert(tmp, plan, src, golden, origin, golden_error, variants, skipped, exporters,
+                                     spec, calib, irange, opset=opset, max_batch=max_batch, inputs=inputs,
+                                     unsafe=unsafe, tflite_select_tf_ops=tflite_select_tf_ops, quiet=quiet,
+                                     progress=progress, on_preflight=on_preflight, as_live=_as_live,
+                                     t_start=t_start, t_loaded=t_loaded)
+            from edgekit.runtime import manifest
 
-        data = {
-            "edgekit_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": _source_entry(spec, src, tmp, _as_live),
-            "metadata": options.metadata,
-            "options": {"opset": opset, "max_batch": max_batch,
-                        "calibration": options.calibration_origin or None,
-                        "inputs": None if inputs is None else str(inputs),
-                        "int_range": list(irange) if irange else None, "unsafe": bool(unsafe),
-                        "tflite_select_tf_ops": bool(tflite_select_tf_ops)},
-            "preflight": predicted,
-            "artifacts": artifacts,
-            "failures": failures,
-            "skipped": [{"format": f, "precision": p.value, "reason": r} for (f, p), r in skipped.items()],
-            "seconds": {"load": round(t_loaded - t_start, 3),
-                        "total": round(time.perf_counter() - t_start, 3)},
-        }
-        if reference is not None:
-            data["reference"] = reference
-        manifest.save(tmp / manifest.MANIFEST_NAME, data)
+            if old is None:
+                manifest.save(tmp / manifest.MANIFEST_NAME, data)
+            else:
+                replaced = {(r.format, r.precision) for r in results if r.status != "skipped"}
+                same = manifest.source_identity(old.source) == manifest.source_identity(data["source"])
+                keep = same and (plan is None or (inputs is None and bool((old.data.get("reference") or {})
+                                                                          .get("path"))))
+                order = [(f, p.value) for f, p in registry.plan(None, None)]
+                data = partial.commit(out, tmp, old, data, replaced, order, keep)
+    reference = data.get("reference")
     return ExportReport(source=Path(spec.display) if spec.path is None else spec.path, out_dir=out,
                         results=tuple(results), seconds=time.perf_counter() - t_start,
                         kind=_as_live and "live" or spec.kind,
                         reference_error=reference.get("error") if reference else None,
-                        preflight=tuple(predicted))
+                        preflight=tuple(data.get("preflight") or ()))
+
+
+def _convert(tmp: Path, plan, src, golden, origin, golden_error, variants, skipped, exporters, spec, calib,
+             irange, *, opset, max_batch, inputs, unsafe, tflite_select_tf_ops, quiet, progress, on_preflight,
+             as_live, t_start, t_loaded) -> tuple[list[VariantResult], dict]:
+    """Convert every planned variant into ``tmp``; returns the results and this run's manifest data."""
+    results: list[VariantResult] = []
+    artifacts, failures = [], []
+    reference = None
+    if plan is not None:
+        from edgekit.export import keras_source
+
+        with _quiet(quiet):
+            src = keras_source.materialise(plan, tmp)
+            reference = write_reference(tmp, src, golden, origin) if golden is not None else \
+                {"error": golden_error}
+    if as_live:
+        src.kind, src.display_name = "live", as_live
+    options = ExportOptions(opset=opset, max_batch=max_batch, calibration=calib[0] if calib else None,
+                            calibration_origin=calib[1] if calib else "", metadata=_metadata(src),
+                            tflite_select_tf_ops=bool(tflite_select_tf_ops))
+    predicted = _preflight(src, variants, options, quiet)
+    if on_preflight is not None:
+        on_preflight(predicted)
+    for fmt, prec in variants:
+        exp = exporters[fmt]
+        if (fmt, prec) in skipped:
+            res = VariantResult(fmt, prec.value, "skipped", error=skipped[(fmt, prec)])
+        else:
+            res, art = _run_variant(exp, src, prec, tmp, options, quiet)
+            if art is not None:
+                artifacts.append(art)
+            else:
+                failures.append({"format": fmt, "precision": prec.value, "error": res.error,
+                                 "seconds": res.seconds})
+        results.append(res)
+        if progress is not None:
+            progress(res)
+    from edgekit.runtime import manifest
+
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    source = _source_entry(spec, src, tmp, as_live)
+    for a in artifacts:  # which model each file was made from, and when: partial re-exports keep files
+        a["source_fingerprint"], a["exported"] = manifest.source_identity(source), created
+    data = {
+        "edgekit_version": __version__,
+        "created": created,
+        "source": source,
+        "metadata": options.metadata,
+        "options": {"opset": opset, "max_batch": max_batch,
+                    "calibration": options.calibration_origin or None,
+                    "inputs": None if inputs is None else str(inputs),
+                    "int_range": list(irange) if irange else None, "unsafe": bool(unsafe),
+                    "tflite_select_tf_ops": bool(tflite_select_tf_ops)},
+        "preflight": predicted,
+        "artifacts": artifacts,
+        "failures": failures,
+        "skipped": [{"format": f, "precision": p.value, "reason": r} for (f, p), r in skipped.items()],
+        "seconds": {"load": round(t_loaded - t_start, 3),
+                    "total": round(time.perf_counter() - t_start, 3)},
+    }
+    if reference is not None:
+        data["reference"] = reference
+    return results, data
 
 
 def _preflight(src, variants, options: ExportOptions, quiet: bool) -> list[str]:
@@ -359,7 +403,7 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
            precisions: list[str] | None = None, calibration: str | Path | None = None, *,
            inputs: str | Path | None = None, input_shapes=None, int_range=None, unsafe: bool = False,
            opset: int = 17, max_batch: int = 1024, tflite_select_tf_ops: bool = False, quiet: bool = True,
-           progress=None) -> ExportReport:
+           progress=None, clean: bool = False) -> ExportReport:
     """Export a model to every chosen format and precision (the Python API: ``edgekit.export(...)``).
 
     Keras runs each process on one backend, fixed when it is imported. When this process runs
@@ -390,6 +434,8 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
             only; the LiteRT wheel cannot load Flex files, so verify gives them ``unverified`` rows).
         quiet: silence converter output (default True).
         progress: optional ``callable(VariantResult)`` called after each variant.
+        clean: replace the previous export in ``out`` as a whole (default False: keep the variants
+            this call does not convert, marked stale in the manifest when the model changed).
 
     Returns:
         An :class:`~edgekit.export.base.ExportReport` (``bool(report)``: no variant failed;
@@ -408,7 +454,7 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
               "calibration": None if calibration is None else Path(calibration), "opset": opset,
               "inputs": None if inputs is None else Path(inputs), "input_shapes": input_shapes,
               "int_range": int_range, "unsafe": unsafe, "max_batch": max_batch,
-              "tflite_select_tf_ops": tflite_select_tf_ops, "quiet": quiet}
+              "tflite_select_tf_ops": tflite_select_tf_ops, "quiet": quiet, "clean": bool(clean)}
     out_path = None if out is None else Path(out)
     if subproc.needs_subprocess(spec):
         return subproc.export_in_subprocess(spec, out_path, kwargs, progress)

@@ -148,3 +148,73 @@ def save(path: Path, data: dict) -> None:
     """Write a manifest atomically (it is written last, after every listed file exists)."""
     data = {"schema": SCHEMA, **{k: v for k, v in data.items() if k != "schema"}}
     write_json(Path(path), data)
+
+
+# ---------------------------------------------------------------- partial exports
+def variant_key(entry: dict) -> tuple[str, str]:
+    """``(format, precision)`` of an artifact, failure or skipped entry."""
+    return str(entry.get("format")), str(entry.get("precision"))
+
+
+def source_identity(source: dict) -> str | None:
+    """What says "the same model" across exports: the ``.keras`` file's sha256 for a Keras file
+    source (its re-exported SavedModel need not be byte-identical), else the SavedModel tree's."""
+    return source.get("source_sha256") or source.get("fingerprint")
+
+
+def mark_stale(entry: dict, current: str | None) -> dict:
+    """``entry`` with ``stale``/``stale_reason`` set when the source it was made from (its
+    ``source_fingerprint``) is not ``current``, and cleared when it is again."""
+    entry = {k: v for k, v in entry.items() if k not in ("stale", "stale_reason")}
+    made_from = entry.get("source_fingerprint")
+    if current is not None and made_from != current:
+        entry["stale"] = True
+        entry["stale_reason"] = (f"exported from another source (fingerprint {str(made_from)[:12]}..., now "
+                                 f"{current[:12]}...): re-export it (edgekit export --formats "
+                                 f"{entry.get('format')} --precisions {entry.get('precision')}) or use --clean")
+    return entry
+
+
+def merge(old: dict, new: dict, replaced: set[tuple[str, str]], order: list[tuple[str, str]],
+          keep_source: bool) -> dict:
+    """The manifest of a partial export: ``new`` (this run's manifest data, listing only the
+    variants it converted) merged into ``old`` (the export directory's manifest).
+
+    Variants in ``replaced`` (converted or failed this run) take this run's entries; every other
+    variant keeps its old artifact or failure entry, marked stale (:func:`mark_stale`) when the
+    source changed. A variant skipped this run keeps its old entry (the skip note is kept only
+    when there is none).
+
+    Args:
+        old, new: manifest data.
+        replaced: ``(format, precision)`` keys this run produced or failed.
+        order: every ``(format, precision)`` in registry order (entries are sorted by it).
+        keep_source: keep ``old``'s ``source`` and ``reference`` (the model files and golden file
+            under the export directory were not replaced).
+    """
+    rank = {k: i for i, k in enumerate(order)}
+    old_source = dict(old.get("source") or {})
+    for_old = source_identity(old_source)
+
+    def sort(entries: list[dict]) -> list[dict]:
+        return sorted(entries, key=lambda e: rank.get(variant_key(e), len(rank)))
+
+    merged = dict(new)
+    if keep_source:
+        merged["source"] = old_source
+        if "reference" in old:
+            merged["reference"] = old["reference"]
+        else:
+            merged.pop("reference", None)
+    current = source_identity(dict(new.get("source") or {}))
+    kept = [mark_stale({"source_fingerprint": for_old, **a}, current)
+            for a in old.get("artifacts", []) if variant_key(a) not in replaced]
+    merged["artifacts"] = sort(kept + list(new.get("artifacts", [])))
+    kept_failures = [f for f in old.get("failures", []) if variant_key(f) not in replaced]
+    merged["failures"] = sort(kept_failures + list(new.get("failures", [])))
+    have = {variant_key(e) for e in merged["artifacts"] + merged["failures"]}
+    fresh_skips = {variant_key(s) for s in new.get("skipped", [])}
+    skipped = [s for s in old.get("skipped", []) if variant_key(s) not in replaced | fresh_skips]
+    merged["skipped"] = sort([s for s in skipped + list(new.get("skipped", [])) if variant_key(s) not in have])
+    merged["kept"] = len(kept)
+    return merged

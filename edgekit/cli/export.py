@@ -1,12 +1,14 @@
 """``edgekit export SOURCE... [--formats ...] [--precisions ...] [--out DIR] [--calibration FILE]
 [--inputs FILE.npz] [--input-shape NAME=D1xD2...] [--int-range LO,HI] [--unsafe] [--opset N]
-[--tflite-select-tf-ops]``.
+[--tflite-select-tf-ops] [--clean]``.
 
 SOURCE is a ``.keras`` file (trained on any backend; loaded under TensorFlow), an
 ``artifacts/<example>`` directory, a directory of examples, or a SavedModel directory.
 
 Standard library only at module level (``edgekit --help`` must not import TensorFlow).
-Exit codes: 0 every variant produced (skipped ones are listed), 1 a converter failed on
+Into an existing export only the chosen variants are replaced; the others stay (marked stale in
+the manifest when the source changed since they were made); ``--clean`` starts from an empty
+export directory. Exit codes: 0 every variant produced (skipped ones are listed), 1 a converter failed on
 some variant (the others were still produced and are in the manifest), 2 bad input.
 """
 
@@ -64,6 +66,9 @@ def register(subparsers) -> None:
                    help="let TFLite use Flex (TensorFlow) ops for what has no builtin (default: builtins only; "
                         "a Flex file loads only in a runtime with the Flex delegate, not ai-edge-litert or a "
                         "stock Android/Pi LiteRT; recorded in the manifest)")
+    p.add_argument("--clean", action="store_true",
+                   help="start from an empty export directory (default: an existing export keeps the variants "
+                        "this run does not convert, with their manifest entries)")
     p.add_argument("--verbose", action="store_true", help="show converter output")
     p.set_defaults(func=handler)
 
@@ -116,6 +121,25 @@ def _validate_all(args) -> list[tuple[Path, Path | None]]:
     return jobs
 
 
+def _kept_line(manifest_path: Path) -> str:
+    """``kept 6 earlier variant(s) ...; 2 stale (...)``: what a partial export left in place ("" if none)."""
+    import json
+
+    try:
+        data = json.loads(Path(manifest_path).read_text())
+    except (OSError, ValueError):
+        return ""
+    if not data.get("kept"):
+        return ""
+    names = [f"{a['format']} {a['precision']}" for a in data.get("artifacts", [])]
+    stale = [f"{a['format']} {a['precision']}" for a in data.get("artifacts", []) if a.get("stale")]
+    line = f"kept {data['kept']} earlier variant(s) (now {len(names)} in the export; --clean starts over)"
+    if stale:
+        line += (f"; stale, made from another version of the source: {', '.join(stale)} "
+                 "(re-export them, or --clean)")
+    return line
+
+
 def _print_preflight(src, lines: list[str]) -> None:
     """Say before converting which formats ``edgekit check`` expects to fail, and why."""
     for line in lines:
@@ -137,11 +161,15 @@ def handler(args: argparse.Namespace) -> int:
                               calibration=args.calibration, opset=args.opset, inputs=args.inputs,
                               input_shapes=args.input_shape, int_range=args.int_range, unsafe=args.unsafe,
                               tflite_select_tf_ops=args.tflite_select_tf_ops, quiet=not args.verbose,
+                              clean=args.clean,
                               on_preflight=lambda lines, s=src: _print_preflight(s, lines))
         print(f"{src} -> {report.out_dir} ({report.seconds:.1f} s)")
         print(summary_table(report))
         if report.reference_error:
             print(f"no golden file: {report.reference_error} (pass it to edgekit verify)")
+        kept = _kept_line(report.manifest_path)
+        if kept:
+            print(kept)
         print(f"manifest: {report.manifest_path}")
         sys.stdout.flush()
         if not report.ok:

@@ -160,12 +160,12 @@ def test_converter_failure_is_recorded_and_others_still_run(tiny, tmp_path, caps
     assert "failed: ConverterError" in stdout and "ok" in stdout
 
 
-def test_rerun_replaces_previous_exports(tiny, tmp_path, capsys):
+def test_rerun_with_clean_replaces_previous_exports(tiny, tmp_path, capsys):
     out = tmp_path / "exports"
     assert _cli([tiny["float"], "--formats", "onnx", "--out", out], capsys)[0] == 0
     assert (out / "onnx" / "model_fp32.onnx").is_file()
-    code, stdout, _ = _cli([tiny["float"], "--formats", "tflite", "--precisions", "fp32", "--out", out],
-                           capsys)
+    code, stdout, _ = _cli([tiny["float"], "--formats", "tflite", "--precisions", "fp32", "--out", out,
+                            "--clean"], capsys)
     assert code == 0
     m = manifest_mod.load(out)
     assert [(a.format, a.precision) for a in m.artifacts] == [("tflite", "fp32")]

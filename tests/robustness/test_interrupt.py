@@ -49,7 +49,8 @@ def _rerun_and_check(ex) -> None:
     report = export_model(ex, formats=FORMATS.split(","), precisions=["fp32"])
     assert report.ok, report.results
     target = load_target(ex / "exports" / mf.MANIFEST_NAME)          # every sha256 checks out
-    assert sorted(a.format for a, _ in target.artifacts) == sorted(FORMATS.split(","))
+    # the re-run replaced these three; a partial export keeps the fixture's other formats (Core ML)
+    assert set(FORMATS.split(",")) <= {a.format for a, _ in target.artifacts}
     assert list(ex.glob(".tmp-*")) == [], "the dead run's staging dir was not cleaned"
 
 
