@@ -57,7 +57,9 @@ def run(argv: list[str] | None, modules: tuple[str, ...] = COMMAND_MODULES, prog
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgekit.cli import _quiet
+
+    _quiet.install()  # TF_CPP_MIN_LOG_LEVEL=3 unless set, and TensorFlow's first import without its C++ chatter
     os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")  # its banner needs IPython when piped
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # jax comes with tensorflowjs; export needs TF
     return run(argv)
