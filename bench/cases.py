@@ -216,7 +216,12 @@ def open_case(case: dict, threads: int) -> Opened:
 
 
 def measure(case: dict, threads: int, budget: timing.Budget) -> dict:
-    """Load and time one case; returns the measured fields of its row (exceptions propagate)."""
+    """Load and time one case; returns the measured fields of its row (exceptions propagate).
+
+    The throughput batch is the largest power of two up to the inputs' rows (1024) whose call
+    takes about ``budget.throughput_call_s`` at the measured batch-1 latency
+    (:func:`edgekit.bench.timing.throughput_rows`); the row's ``throughput.batch`` says which.
+    """
     x1, xn = load_inputs(case["inputs_file"])
     rows = len(next(iter(xn.values())))
     if case["runner"] == "raw" and case["format"] == "tfjs":
@@ -226,7 +231,8 @@ def measure(case: dict, threads: int, budget: timing.Budget) -> dict:
     opened = open_case(case, threads)
     try:
         lat = timing.latency(opened.bind(x1), budget)
-        thr = timing.throughput(opened.bind(xn), rows, budget)
+        n = timing.throughput_rows(lat["p50_ms"] / 1e3, rows, budget.throughput_call_s)
+        thr = timing.throughput(opened.bind({k: v[:n] for k, v in xn.items()}), n, budget)
     finally:
         opened.close()
     return {"runtime": opened.runtime, "load_s": opened.load_s, "threads_used": opened.threads_used,

@@ -4,7 +4,10 @@
   ML reference evaluator is not an edge runtime) at batch 1 is >= 100x faster (p50) than Keras
   ``model.predict``, per example and thread setting;
 - ``overhead_b1`` / ``overhead_bN``: the adapter's overhead over the raw runtime call, p50 at
-  batch 1 (<= 15%) and throughput at batch 1024 (<= 5%), per variant and thread setting;
+  batch 1 (<= 10%, for variants whose raw call takes >= 0.1 ms: real models) and throughput at
+  the throughput batch (<= 5%), per variant and thread setting;
+- ``overhead_us``: for the tiny models (raw call < 0.1 ms, where Python's own call cost dominates)
+  the adapter's fixed cost in µs at batch 1, reported with no target;
 - ``size_int8`` / ``size_fp16``: TFLite int8 (full-integer and dynamic-range) files <= 40% of fp32,
   fp16 <= 60%, for the deep and grid regressions.
 """
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 EDGE_FORMATS = ("tflite", "onnx", "tfjs")
 SPEEDUP_MIN = 100.0
-OVERHEAD_B1_MAX = 0.15
+OVERHEAD_B1_MAX = 0.10
+#: the batch-1 overhead target applies from this raw p50 (ms) up; below it the fixed cost is reported.
+OVERHEAD_MIN_RAW_MS = 0.1
 OVERHEAD_BN_MAX = 0.05
 SIZE_RATIO_MAX = {"int8": 0.40, "int8_dynamic": 0.40, "fp16": 0.60}
 SIZE_EXAMPLES = ("regression_deep", "regression_grid")
@@ -73,10 +78,16 @@ def overheads(rows: list[dict]) -> list[dict]:
         if r is None:
             continue
         b1 = _p50(a) / _p50(r) - 1.0
-        out.append({"check": "overhead_b1", "example": a["example"], "threads": a["threads"],
-                    "subject": _variant(a), "value": b1, "target": f"<= {OVERHEAD_B1_MAX:.0%}",
-                    "met": b1 <= OVERHEAD_B1_MAX,
-                    "detail": f"adapter {_p50(a):.4f} ms vs raw {_p50(r):.4f} ms"})
+        detail = f"adapter {_p50(a):.4f} ms vs raw {_p50(r):.4f} ms"
+        if _p50(r) >= OVERHEAD_MIN_RAW_MS:
+            out.append({"check": "overhead_b1", "example": a["example"], "threads": a["threads"],
+                        "subject": _variant(a), "value": b1, "target": f"<= {OVERHEAD_B1_MAX:.0%}",
+                        "met": b1 <= OVERHEAD_B1_MAX, "detail": detail})
+        else:
+            us = (_p50(a) - _p50(r)) * 1e3
+            out.append({"check": "overhead_us", "example": a["example"], "threads": a["threads"],
+                        "subject": _variant(a), "value": us, "target": "reported (raw call < 0.1 ms)",
+                        "met": None, "detail": f"{detail} ({b1:+.0%})"})
         ra, rr = _rps(a), _rps(r)
         if ra and rr:
             bn = rr / ra - 1.0

@@ -40,6 +40,7 @@ from edgekit.bench import checks as bchecks
 from edgekit.bench import plan
 from edgekit.bench.cases import thread_env
 from edgekit.bench.inputs import THROUGHPUT_ROWS
+from edgekit.bench.progress import Progress
 from edgekit.bench.timing import Budget
 from edgekit.bench.worker import read_records
 from edgekit.core.errors import UsageError
@@ -51,10 +52,15 @@ SCHEMA = "edgekit.bench/1"
 NO_STDERR = "(no stderr)"
 THREAD_MODES = ("1", "all")
 ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "note", "threads",
-            "threads_used", "status", "error", "runtime", "load_s", "latency", "throughput", "size_bytes",
-            "path", "peak_rss_bytes", "rss", "parity", "notes")
+            "threads_used", "status", "error", "skipped", "seconds", "runtime", "load_s", "latency", "throughput",
+            "size_bytes", "path", "peak_rss_bytes", "rss", "parity", "notes", "flops", "flops_source")
 RSS_JOBS = 2
 PROBE_TIMEOUT_S = 600
+POLL_S = 0.2
+#: the default total budget of ``edgekit bench`` (seconds; 0 = none).
+DEFAULT_BUDGET_S = 240.0
+#: share of the total budget kept for the peak-RSS probes (when they run).
+RSS_SHARE = 0.15
 
 
 def cpu_count() -> int:
@@ -80,23 +86,66 @@ def _child_env(threads: int) -> dict[str, str]:
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
 
 
+def tier(case: dict) -> int:
+    """Run order under a budget: 0 = TFLite/ONNX adapter and raw rows, 1 = the Keras/SavedModel
+    baselines, foreign exports and TF.js wasm, 2 = the slow reference rows (Core ML's numpy
+    evaluator, TF.js' pure-JS cpu backend). What does not fit is skipped from the end."""
+    if case["format"] in ("tflite", "onnx") and case["kind"] in ("adapter", "raw"):
+        return 0
+    if case["format"] == "coreml" or (case["format"] == "tfjs" and case.get("backend") == "cpu"):
+        return 2
+    return 1
+
+
 def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
-               log: Callable[[str], None]) -> dict[str, dict]:
-    """Measure ``cases`` in worker processes; returns key -> {"result"} or {"error"}."""
+               log: Callable[[str], None], *, deadline: float | None = None, after: int = 0,
+               peak: bool = False, progress: Progress | None = None) -> dict[str, dict]:
+    """Measure ``cases`` in worker processes; returns key -> {"result"}, {"error"} or {"skipped"}
+    (and ``"peak"`` -> the GEMM peaks when ``peak``).
+
+    Args:
+        cases: the cases, in run order.
+        threads: the thread count the worker pins.
+        budget: the per-figure timing loops.
+        work: scratch directory.
+        log: where crash notes go.
+        deadline: ``time.time()`` by which every case (these and ``after`` more) must be done
+            (default None: no total budget).
+        after: cases other workers run after these (their share of the budget is kept free).
+        peak: measure the fp32/int8 GEMM peaks first (default False).
+        progress: prints a line per finished case (default None: silent).
+    """
     tag = f"t{threads}-{int(time.time() * 1e3)}"
     cases_file, out = work / f"cases-{tag}.json", work / f"results-{tag}.jsonl"
     cases_file.write_text(json.dumps(cases))
+    by_key = {c["key"]: c for c in cases}
     results: dict[str, dict] = {}
     remaining = list(cases)
+    seen = 0
     while remaining:
         cmd = [sys.executable, "-m", "edgekit.bench.worker", str(cases_file), str(out), "--threads", str(threads),
-               "--budget", json.dumps(dataclasses.asdict(budget))]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env=_child_env(threads))
-        _, err = proc.communicate()
+               "--budget", json.dumps(dataclasses.asdict(budget)), "--after", str(after)]
+        cmd += ["--deadline", repr(deadline)] if deadline is not None else []
+        cmd += ["--peak"] if peak else []
+        err_file = work / f"stderr-{tag}.txt"
+        with open(err_file, "w") as ef:  # a file, not a pipe: polled, an unread pipe could block the worker
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=ef, text=True, env=_child_env(threads))
+            while True:
+                rc = proc.poll()
+                recs = list(read_records(str(out)))
+                for rec in recs[seen:]:
+                    if "key" in rec and progress is not None and rec["key"] in by_key:
+                        progress.done(by_key[rec["key"]], threads, rec)
+                seen = len(recs)
+                if rc is not None:
+                    break
+                time.sleep(POLL_S)
+        err = err_file.read_text(errors="replace")
         started = None
         for rec in read_records(str(out)):
-            if "start" in rec:
+            if "peak" in rec:
+                results["peak"] = rec["peak"]
+            elif "start" in rec:
                 started = rec["start"]
             elif "key" in rec:
                 results[rec["key"]] = rec
@@ -109,6 +158,8 @@ def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
             for c in remaining:
                 results[c["key"]] = {"error": f"benchmark worker exited with {proc.returncode}: "
                                               f"{tail(err, empty=NO_STDERR)}"}
+                if progress is not None:
+                    progress.done(c, threads, results[c["key"]])
             break
         results[started] = {"error": f"benchmark worker crashed on this case (exit {proc.returncode}): "
                                      f"{tail(err, empty=NO_STDERR)}"}
@@ -139,11 +190,14 @@ def probe_rss(case: dict, work: Path, threads: int = 1) -> dict:
 def _row(case: dict, mode: str, threads: int, rec: dict | None, rss: dict | None) -> dict:
     row = {k: case.get(k) for k in ROW_KEYS}
     row.update(threads=mode, threads_used=None, status="error", runtime=None, load_s=None, latency=None,
-               throughput=None, notes=[], rss=rss, peak_rss_bytes=(rss or {}).get("peak_rss_bytes"))
+               throughput=None, notes=[], rss=rss, peak_rss_bytes=(rss or {}).get("peak_rss_bytes"),
+               skipped=None, seconds=(rec or {}).get("seconds"))
     if case.get("error"):
         row["error"] = case["error"]
     elif rec is None:
         row["error"] = "not measured"
+    elif "skipped" in rec:
+        row.update(status="skipped", error=None, skipped=rec["skipped"])
     elif "error" in rec:
         row["error"] = rec["error"]
     else:
@@ -156,9 +210,69 @@ def _row(case: dict, mode: str, threads: int, rec: dict | None, rss: dict | None
     return row
 
 
+INT8_PRECISIONS = ("int8", "int8_dynamic")
+
+
+def add_flops(cases: list[dict]) -> None:
+    """Set each case's ``flops`` (batch 1, from its own TFLite/ONNX graph; other rows take their
+    example's fp32 TFLite or ONNX count) and ``flops_source``."""
+    from edgekit.bench import flops as bflops
+
+    counted: dict[str, dict] = {}
+    for c in cases:
+        if c.get("path") and c["format"] in ("tflite", "onnx") and not c.get("error") and c["path"] not in counted:
+            counted[c["path"]] = bflops.count(c["path"], c["format"])
+    ref: dict[str, dict] = {}
+    for fmt in ("onnx", "tflite"):  # the TFLite figure wins when both exist
+        for c in cases:
+            got = counted.get(c.get("path") or "")
+            if c["format"] == fmt and c["precision"] == "fp32" and got and got.get("flops"):
+                ref[c["example"]] = got
+    for c in cases:
+        own = counted.get(c.get("path") or "")
+        got = own if own and own.get("flops") else ref.get(c["example"])
+        c["flops"] = got.get("flops") if got else None
+        c["flops_source"] = (got.get("source") if own is got else f"the example's fp32 {got.get('source')}") \
+            if got else None
+
+
+def _compute(row: dict, peaks: dict) -> None:
+    """Achieved GFLOP/s at batch 1 and the share of this thread setting's fp32 or int8 GEMM peak."""
+    from edgekit.bench.flops import gflops_per_s
+
+    row["gflops"] = gflops_per_s(row.get("flops"), (row.get("latency") or {}).get("p50_ms"))
+    pk = peaks.get(row["threads"]) or {}
+    which = "int8_gops" if row["precision"] in INT8_PRECISIONS and row["format"] in ("tflite", "onnx") \
+        else "fp32_gflops"
+    row["peak_gops"] = pk.get(which)
+    row["pct_peak"] = row["gflops"] / row["peak_gops"] if row["gflops"] and row["peak_gops"] else None
+
+
+def _batches(runnable: list[dict], counts: dict[str, int]) -> list[tuple[str, list[dict]]]:
+    """(thread mode, cases) in run order: tier by tier (:func:`tier`), each tier in every thread setting."""
+    out = []
+    for t in sorted({tier(c) for c in runnable}):
+        for mode in counts:
+            out.append((mode, [c for c in runnable if tier(c) == t]))
+    return out
+
+
+def _probe_all(runnable: list[dict], work: Path, deadline: float | None, log: Callable[[str], None]) -> dict:
+    """Peak RSS per case, ``RSS_JOBS`` at a time; probes not started by ``deadline`` are skipped."""
+    def one(c: dict) -> dict:
+        if deadline is not None and time.time() > deadline - 1.0:
+            return {"skipped": "budget: no time left for the peak-RSS probe"}
+        return probe_rss(c, work)
+
+    log(f"probing peak RSS of {len(runnable)} cases ({RSS_JOBS} at a time)")
+    with ThreadPoolExecutor(max_workers=RSS_JOBS) as pool:
+        return {c["key"]: res for c, res in zip(runnable, pool.map(one, runnable), strict=True)}
+
+
 def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budget | None = None,
         formats: list[str] | None = None, baselines: bool = True, rss: bool = True,
-        log: Callable[[str], None] = print, unsafe: bool = False) -> dict:
+        log: Callable[[str], None] = print, unsafe: bool = False,
+        total_budget: float | None = DEFAULT_BUDGET_S) -> dict:
     """Benchmark every exported variant under ``dirs`` and return the bench.json document.
 
     Args:
@@ -168,44 +282,58 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
         formats: only these export formats (default None: all; baselines always run).
         baselines: include Keras ``predict``/call and the SavedModel signature (default True).
         rss: probe each case's peak RSS in a separate process (default True).
-        log: progress sink (default print).
+        log: progress sink (default print): a header, then a line per case with the ETA.
         unsafe: load ``model.keras`` with ``safe_mode=False`` (default False: refused if it holds
             a Lambda layer or other arbitrary code).
+        total_budget: seconds for the whole run (default ``DEFAULT_BUDGET_S`` = 240; None or 0:
+            no limit). Cases run in :func:`tier` order, each with a fair share of what is left;
+            those that no longer fit get ``status: "skipped"`` rows saying so.
 
     Raises:
         EdgekitError: bad input (no manifest, unreadable reference, bad thread setting).
     """
     t0 = time.perf_counter()
+    start = time.time()
     budget = budget or Budget()
     counts = {m: thread_count(m) for m in threads}
+    end = start + total_budget if total_budget else None
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as td:
         work = Path(td)
         cases = plan.build([Path(d) for d in dirs], work, formats=formats, baselines=baselines,
                            unsafe=unsafe)
+        add_flops(cases)
         runnable = [c for c in cases if not c.get("error")]
         log(f"{len(cases)} cases ({len(cases) - len(runnable)} with a known error) in "
-            f"{len(dict.fromkeys(c['example'] for c in cases))} examples; threads {list(counts)}")
-        timed: dict[str, dict[str, dict]] = {}
-        for mode, n in counts.items():
-            log(f"timing with {n} thread(s) ({mode})")
-            timed[mode] = time_cases(runnable, n, budget, work, log)
-        probes: dict[str, dict] = {}
-        if rss:
-            log(f"probing peak RSS of {len(runnable)} cases ({RSS_JOBS} at a time)")
-            with ThreadPoolExecutor(max_workers=RSS_JOBS) as pool:
-                for c, res in zip(runnable, pool.map(lambda c: probe_rss(c, work), runnable), strict=True):
-                    probes[c["key"]] = res
+            f"{len(dict.fromkeys(c['example'] for c in cases))} examples; threads {list(counts)}; "
+            + (f"budget {total_budget:.0f} s" if end else "no time budget"))
+        timing_end = None if end is None else end - (total_budget * RSS_SHARE if rss else 0.0)
+        batches = _batches(runnable, counts)
+        progress = Progress(sum(len(b) for _, b in batches), log, timing_end)
+        timed: dict[str, dict[str, dict]] = {m: {} for m in counts}
+        peaks: dict[str, dict] = {}
+        for i, (mode, batch) in enumerate(batches):
+            after = sum(len(b) for _, b in batches[i + 1:])
+            res = time_cases(batch, counts[mode], budget, work, log, deadline=timing_end, after=after,
+                             peak=mode not in peaks, progress=progress)
+            if "peak" in res:
+                peaks[mode] = res.pop("peak")
+            timed[mode].update(res)
+        measured = [c for c in runnable if any("result" in timed[m].get(c["key"], {}) for m in counts)]
+        probes = _probe_all(measured, work, end, log) if rss else {}
     rows = [_row(c, mode, n, timed[mode].get(c["key"]), probes.get(c["key"]))
             for mode, n in counts.items() for c in cases]
+    for r in rows:
+        _compute(r, peaks)
     return {"schema": SCHEMA, "edgekit_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": time.perf_counter() - t0,
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "processor": platform.processor() or platform.machine(), "cpus": cpu_count(),
-                        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+                        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+                        "peak": peaks},
             "settings": {"threads": list(counts), "thread_counts": counts, "budget": dataclasses.asdict(budget),
-                         "throughput_batch": THROUGHPUT_ROWS, "rss": rss, "rss_threads": 1,
-                         "dirs": [str(d) for d in dirs]},
+                         "total_budget_s": total_budget or None, "throughput_batch": THROUGHPUT_ROWS,
+                         "rss": rss, "rss_threads": 1, "dirs": [str(d) for d in dirs]},
             "rows": rows, "checks": bchecks.evaluate(rows)}
 
 
@@ -217,7 +345,8 @@ def write(doc: dict, path: Path) -> Path:
 
 def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = None,
           threads: str | tuple[str, ...] = THREAD_MODES, out: str | Path | None = None, rss: bool = True,
-          baselines: bool = True, log: Callable[[str], None] | None = None) -> dict:
+          baselines: bool = True, log: Callable[[str], None] | None = None,
+          budget: float | None = DEFAULT_BUDGET_S) -> dict:
     """Benchmark every exported variant under ``path`` (the Python API: ``edgekit.bench(...)``).
 
     Args:
@@ -228,6 +357,7 @@ def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = No
         rss: measure each case's peak RSS in a separate process (default True).
         baselines: include the Keras and SavedModel baselines (default True).
         log: progress sink (default None: silent).
+        budget: total seconds (default 240; None or 0: no limit); see :func:`run`.
 
     Returns:
         The bench.json document (``doc["rows"]``: one row per case and thread setting).
@@ -235,7 +365,7 @@ def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = No
     dirs = [Path(p) for p in (path if isinstance(path, list) else [path])]
     modes = (threads,) if isinstance(threads, str) else tuple(threads)
     doc = run(dirs, threads=modes, formats=formats, baselines=baselines, rss=rss,
-              log=log or (lambda _msg: None))
+              log=log or (lambda _msg: None), total_budget=budget)
     if out is not None:
         write(doc, Path(out))
     return doc

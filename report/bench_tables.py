@@ -5,8 +5,8 @@ from __future__ import annotations
 from edgekit.core.fmt import human_size as size
 from edgekit.core.table import render
 
-HEADER = ("example", "thr", "row", "precision", "p50 ms", "p99 ms", "rows/s @1024", "load s", "size",
-          "peak RSS", "parity")
+HEADER = ("example", "thr", "row", "precision", "p50 ms", "p99 ms", "rows/s @1024", "GFLOP/s", "% peak",
+          "load s", "size", "peak RSS", "parity")
 
 
 def _ms(v: float | None) -> str:
@@ -35,9 +35,12 @@ def parity(r: dict) -> str:
 
 def cells(r: dict) -> list[str]:
     lat, thr = r.get("latency") or {}, r.get("throughput") or {}
-    rps = thr.get("rows_per_s")
+    rps, batch = thr.get("rows_per_s"), thr.get("batch")
+    at = "" if batch in (None, 1024) else f" @{batch}"
     return [r["example"], str(r["threads"]), row_name(r), r["precision"], _ms(lat.get("p50_ms")),
-            _ms(lat.get("p99_ms")), "-" if rps is None else f"{rps:,.0f}",
+            _ms(lat.get("p99_ms")), "-" if rps is None else f"{rps:,.0f}{at}",
+            "-" if not r.get("gflops") else f"{r['gflops']:.1f}",
+            "-" if not r.get("pct_peak") else f"{r['pct_peak']:.0%}",
             "-" if r.get("load_s") is None else f"{r['load_s']:.3f}", size(r.get("size_bytes")),
             size(r.get("peak_rss_bytes")), parity(r)]
 
@@ -45,7 +48,8 @@ def cells(r: dict) -> list[str]:
 def format_table(rows: list[dict]) -> str:
     """Aligned plain text; a row with an error gets ``-> error`` on the next line."""
 
-    notes = [None if r["status"] == "ok" else f"{r['status']}: {r.get('error') or ''}" for r in rows]
+    notes = [None if r["status"] == "ok" else f"{r['status']}: {r.get('error') or r.get('skipped') or ''}"
+             for r in rows]
     return render(HEADER, [cells(r) for r in rows], notes=notes)
 
 
@@ -56,6 +60,8 @@ def _fmt_value(c: dict) -> str:
         return "-"
     if c["check"] == "speedup":
         return f"{v:,.0f}x"
+    if c["check"] == "overhead_us":
+        return f"{v:+.1f} µs"
     return f"{v:+.1%}" if c["check"].startswith("overhead") else f"{v:.1%}"
 
 
@@ -77,6 +83,10 @@ def summary(checks: list[dict]) -> list[str]:
             tail = ""
         lines.append(f"{kind:<12} target {cs[0]['target']:<14} met {met}/{len(measured)}"
                      f"{'' if len(measured) == len(cs) else f' ({len(cs) - len(measured)} not measured)'}{tail}")
+    fixed = sorted(c["value"] for c in checks if c["check"] == "overhead_us" and c["value"] is not None)
+    if fixed:
+        lines.append(f"{'overhead_us':<12} adapter fixed cost where the raw call < 0.1 ms: median "
+                     f"{fixed[len(fixed) // 2]:+.1f} µs, max {fixed[-1]:+.1f} µs ({len(fixed)} variants)")
     return lines
 
 

@@ -1,8 +1,10 @@
-"""``edgekit bench DIR... [--threads 1|all|both] [--repeat N]`` (standard library only at import time)."""
+"""``edgekit bench DIR... [--threads 1|all|both] [--budget SEC] [--repeat N]`` (standard library only at
+import time). Progress (a line per case with the ETA) goes to stderr, the table to stdout."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from edgekit.core.formats import FORMATS
@@ -16,8 +18,9 @@ def register(subparsers) -> None:
                     "without edgekit's adapter, against Keras model.predict, a direct Keras call and the "
                     "SavedModel signature: p50/p99 latency at batch 1, rows/s at batch 1024, load time, "
                     "file size, peak RSS of a process running only that model, and the parity status "
-                    "from report.json. Writes bench.json and prints a table. A variant that fails still "
-                    "gets its row. Exit 0 if every row ran, 1 if any row is an error, 2 for bad input.")
+                    "from report.json. Writes bench.json and prints a table; a line per case with the ETA "
+                    "on stderr. A variant that fails still gets its row; cases that do not fit --budget "
+                    "get skipped rows. Exit 0 if no row is an error, 1 if any is, 2 for bad input.")
     p.add_argument("dirs", nargs="+", metavar="DIR", type=Path,
                    help="an artifacts dir, an example dir or an exports dir")
     p.add_argument("--threads", choices=("1", "all", "both"), default="both",
@@ -28,6 +31,11 @@ def register(subparsers) -> None:
                    help="and at least SEC seconds of timed batch-1 calls per row (default 0.5)")
     p.add_argument("--max-time", type=float, default=20.0, metavar="SEC",
                    help="stop a row's batch-1 loop after SEC seconds once it has 5 calls (default 20)")
+    p.add_argument("--budget", type=float, default=240.0, metavar="SEC",
+                   help="total seconds for the run (default 240; 0 = no limit): cases run cheapest-first "
+                        "(TFLite/ONNX, then the Keras baselines and TF.js wasm, then Core ML's reference "
+                        "evaluator and TF.js cpu), each with a fair share of what is left; cases that no "
+                        "longer fit are listed as skipped for the budget")
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=None, metavar="FORMAT",
                    help=f"only these formats (default: all of {', '.join(FORMATS)}; baselines always run)")
     p.add_argument("--no-baselines", action="store_true", help="skip the Keras and SavedModel baselines")
@@ -48,6 +56,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.repeat < 1:
         raise UsageError("--repeat must be >= 1", got=args.repeat, expected=">= 1")
+    if args.budget < 0:
+        raise UsageError("--budget must be >= 0 (0 = no limit)", got=args.budget, expected=">= 0 seconds")
     if args.min_time < 0 or args.max_time <= 0:
         raise UsageError("--min-time must be >= 0 and --max-time > 0", got=(args.min_time, args.max_time))
     out = args.out or args.dirs[0] / "bench.json"
@@ -56,13 +66,16 @@ def _bench(args: argparse.Namespace) -> int:
     threads = ("1", "all") if args.threads == "both" else (args.threads,)
     budget = Budget(repeat=args.repeat, min_time=args.min_time, max_time=args.max_time)
     doc = run(args.dirs, threads=threads, budget=budget, formats=args.formats,
-              baselines=not args.no_baselines, rss=not args.no_rss, unsafe=args.unsafe)
+              baselines=not args.no_baselines, rss=not args.no_rss, unsafe=args.unsafe,
+              log=lambda msg: print(msg, file=sys.stderr, flush=True), total_budget=args.budget or None)
     print(format_table(doc["rows"]))
     if doc["checks"]:
         print("\ntargets (reported, not enforced):")
         print("\n".join("  " + s for s in summary(doc["checks"])))
         print(format_checks(doc["checks"]))
     write(doc, out)
-    bad = sum(r["status"] != "ok" for r in doc["rows"])
-    print(f"\n{len(doc['rows'])} rows, {bad} error in {doc['seconds']:.1f} s; wrote {out}")
+    bad = sum(r["status"] == "error" for r in doc["rows"])
+    skipped = sum(r["status"] == "skipped" for r in doc["rows"])
+    print(f"\n{len(doc['rows'])} rows, {bad} error, {skipped} skipped for the budget in {doc['seconds']:.1f} s; "
+          f"wrote {out}")
     return 1 if bad else 0
