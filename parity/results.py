@@ -22,7 +22,10 @@ from edgekit.core.fsutil import json_default, strict_json
 #:   insufficient: ran, but compared too few rows to give a verdict.
 #:   unverified: the file exists but nothing here can run it faithfully (e.g. an op the Core ML
 #:       reference evaluator lacks); the message names what is missing.
-STATUSES = ("pass", "fail", "error", "insufficient", "unverified")
+#:   stale: the verdict is not about the current model: the file was exported from another version
+#:       of the source (the manifest marks it stale), or, in a merged report.json, the file changed
+#:       since the row was measured. Re-export / re-verify it.
+STATUSES = ("pass", "fail", "error", "insufficient", "unverified", "stale")
 
 
 class VerifyRow(Mapping[str, Any]):
@@ -38,6 +41,8 @@ class VerifyRow(Mapping[str, Any]):
         rows_compared: golden rows whose values were compared; rows_excluded: rows left out
             (outside an int8 calibration range).
         size_bytes, path, seconds: the file and the time taken.
+        sha256, measured, manifest: the digest of the file verified, when (UTC ISO 8601) and the
+            manifest it is listed in (a merged report.json checks rows against it).
         outputs: per-output comparison dicts (see :class:`edgekit.parity.compare.OutputCompareResult`).
     """
 
@@ -85,6 +90,8 @@ class VerifyRow(Mapping[str, Any]):
     size_bytes = property(lambda self: self._get("size_bytes"))
     path = property(lambda self: self._get("path"))
     seconds = property(lambda self: self._get("seconds"))
+    sha256 = property(lambda self: self._get("sha256"))
+    measured = property(lambda self: self._get("measured"))
     outputs = property(lambda self: list(self._data.get("outputs") or []))
 
     @property

@@ -15,6 +15,7 @@ manifest lists as failed conversions become ``error`` rows too. Discovery, golde
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,6 +89,7 @@ def preload_coremltools_without_tf() -> bool:
 # ---------------------------------------------------------------- running
 def _row(target: Target, fmt: str, precision: str, runtime: str, status: str, **extra) -> dict:
     metric = TASK_METRIC.get(target.task or "")
+    measured = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     row = {"example": target.example, "format": fmt, "precision": precision, "runtime": runtime,
            "status": status, "max_abs_err": None, "mean_abs_err": None, "max_rel_err": None,
            "required_atol": None, "atol": None, "rtol": None, "metric": metric,
@@ -95,7 +97,8 @@ def _row(target: Target, fmt: str, precision: str, runtime: str, status: str, **
            "mse_keras": None, "mse_format": None, "size_bytes": None, "path": None, "message": "",
            "seconds": None, "outputs": [], "rows_compared": 0,
            "inputs_origin": target.reference.origin, "reference": target.reference.outputs_from,
-           "example_dir": str(target.example_dir) if target.example_dir else None}
+           "example_dir": str(target.example_dir) if target.example_dir else None,
+           "manifest": str(target.manifest.path), "sha256": None, "measured": measured}
     row.update(extra)
     return row
 
@@ -185,7 +188,8 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
     from edgekit.runtime.registry import open_model
 
     ref = target.reference
-    base = {"size_bytes": int(art.size_bytes), "path": art.path, "backend": backend, **_graph_fields(art)}
+    base = {"size_bytes": int(art.size_bytes), "path": art.path, "backend": backend, "sha256": art.sha256,
+            **_graph_fields(art)}
     t0 = time.perf_counter()
     runtime = f"tfjs {backend}" if backend else art.format
     notes: list[str] = _graph_notes(base)
@@ -218,7 +222,19 @@ def run_one(target: Target, art: mf.Artifact, path: Path, backend: str | None,
     row = judge(target, art.format, art.precision, runtime, got, tols, base, keras_metric, min_rows, notes,
                 rows_mask)
     row["seconds"] = round(time.perf_counter() - t0, 3)
-    return row, got
+    return mark_stale(row, art), got
+
+
+def mark_stale(row: dict, art: mf.Artifact) -> dict:
+    """A file the manifest marks stale (exported from another version of the source) gets status
+    ``stale`` whatever it measured: its verdict is not about the current model."""
+    raw = getattr(art, "raw", None) or {}
+    if raw.get("stale"):
+        why = f"stale: {raw.get('stale_reason') or 'exported from another version of the source'}"
+        row["message"] = f"{why} (measured: {row['status']}); {row['message']}" if row["message"] else \
+            f"{why} (measured: {row['status']})"
+        row["status"] = "stale"
+    return row
 
 
 def _graph_fields(art: mf.Artifact) -> dict:

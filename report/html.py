@@ -71,7 +71,7 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{bord
 font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;white-space:nowrap}
 th{background:#f3f3f3}td.msg{white-space:normal;min-width:20em;max-width:40em}nav a{margin-right:.8em}
 tr.pass td.st{background:#d9f2d9}tr.fail td.st{background:#f9d0d0}tr.error td.st{background:#fbe3b5}
-tr.insufficient td.st,tr.unverified td.st{background:#e4e4f7}
+tr.insufficient td.st,tr.unverified td.st{background:#e4e4f7}tr.stale td.st{background:#e0e0e0}
 .plots img{max-width:420px;margin:4px;border:1px solid #ddd}.scatters{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0}figcaption{font-size:11px;max-width:240px}td.msg{font-size:11px;color:#733}
 h2{margin-top:1.6em;border-bottom:1px solid #ddd}:target{outline:2px solid #333}"""

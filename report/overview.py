@@ -22,8 +22,8 @@ from edgekit.parity.results import STATUSES
 
 #: cell colours by status (also the legend's order).
 STATUS_COLORS = {"pass": "#4caf50", "fail": "#e53935", "error": "#fb8c00", "insufficient": "#90caf9",
-                 "unverified": "#b39ddb"}
-STATUS_GLYPH = {"pass": "✓", "fail": "✗", "error": "!", "insufficient": "…", "unverified": "?"}
+                 "unverified": "#b39ddb", "stale": "#bdbdbd"}
+STATUS_GLYPH = {"pass": "✓", "fail": "✗", "error": "!", "insufficient": "…", "unverified": "?", "stale": "~"}
 #: scatter point colours by format (others grey).
 FORMAT_COLORS = {"tflite": "#1f77b4", "onnx": "#2ca02c", "coreml": "#9467bd", "tfjs": "#ff7f0e",
                  "tfjs-browser": "#8c564b"}

@@ -1,5 +1,10 @@
 """``edgekit verify`` (also ``python -m edgekit.runtime verify`` on a device).
 
+A run merges into the report already there: its rows replace those with the same (example,
+format, precision, runtime, backend), the others stay unless their file changed (then ``stale``)
+or is gone (dropped); ``--fresh`` starts over. The run holds each export directory's run lock
+(:mod:`edgekit.core.lock`): an export cannot swap files under it, nor another verify mix reports.
+
 Standard library only at import time; numpy and the runtimes load when the command runs.
 """
 
@@ -42,25 +47,37 @@ def register(subparsers) -> None:
     v.add_argument("--browser", action="store_true",
                    help="also run every TF.js export in headless Chromium (webgl, wasm, cpu) and add "
                         "tfjs-browser rows (and a screenshot of the demo page per example; default: off)")
+    v.add_argument("--fresh", action="store_true",
+                   help="write a new report.json/md with this run's rows only (default: merge into the report "
+                        "there, keeping earlier rows of other formats whose files are unchanged)")
     v.set_defaults(func=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from edgekit.core.errors import UsageError
+    from edgekit.core.lock import run_lock
+    from edgekit.parity.inputs import parse_int_range
+    from edgekit.parity.targets import find_manifests
     from edgekit.parity.tolerance import load_overrides
-    from edgekit.parity.verify import verify
-    from edgekit.report.files import write_reports
-    from edgekit.report.tables import format_table, summary_line
 
     overrides = load_overrides(args.tolerance) if args.tolerance else None
     if args.jobs < 1:
         raise UsageError("--jobs must be >= 1", got=args.jobs, expected=">= 1")
-    # this process only verifies: coremltools may skip its TensorFlow import (light_coreml)
-    from edgekit.parity.inputs import parse_int_range
+    int_range = parse_int_range(args.int_range)
+    export_dirs = [m.parent for d in args.dirs for m in find_manifests(d)]
+    with run_lock(export_dirs, command="edgekit verify"):
+        return _run(args, overrides, int_range)
 
+
+def _run(args: argparse.Namespace, overrides, int_range) -> int:
+    """Verify, print the table, merge into the report there and write it (the run lock is held)."""
+    from edgekit.parity.verify import verify
+    from edgekit.report.files import merge_reports, write_reports
+    from edgekit.report.tables import format_table, summary_line
+
+    # this process only verifies: coremltools may skip its TensorFlow import (light_coreml)
     result = verify(args.dirs, formats=args.formats, overrides=overrides, jobs=args.jobs, light_coreml=True,
-                    inputs=args.inputs, int_range=parse_int_range(args.int_range), min_rows=args.min_rows,
-                    unsafe=args.unsafe)
+                    inputs=args.inputs, int_range=int_range, min_rows=args.min_rows, unsafe=args.unsafe)
     first = args.dirs[0]
     if args.browser:
         from edgekit.web.browser import check_browser, merge_into
@@ -80,6 +97,11 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"{name}: golden inputs: " + "; ".join(f"{k}: {v}" for k, v in origin.items()) +
                   f"; reference outputs: {ref}")
     print(summary_line(result.rows, result.seconds))
-    write_reports(result.rows, result.parity, json_path, md_path, result.seconds)
-    print(f"wrote {json_path} and {md_path}")
+    rows, parity = merge_reports(json_path, result.rows, result.parity, fresh=args.fresh)
+    write_reports(rows, parity, json_path, md_path, result.seconds)
+    kept = len(rows) - len(result.rows)
+    stale = sum(r["status"] == "stale" for r in rows)
+    extra = f" ({kept} row(s) kept from earlier runs" + (f", {stale} stale" if stale else "") + \
+        "; --fresh starts over)" if kept > 0 else ""
+    print(f"wrote {json_path} and {md_path}{extra}")
     return 0 if result.passed else 1
