@@ -33,9 +33,9 @@ from edgekit.core.version import __version__
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from edgekit.api import ExportReport, VerifyReport, load, verify
 
-__all__ = ["__version__", "check", "export", "verify", "load", "bench", "ExportReport", "VerifyReport"]
+__all__ = ["__version__", "check", "explain", "export", "verify", "load", "bench", "ExportReport", "VerifyReport"]
 
-_API = {"check", "verify", "load", "ExportReport", "VerifyReport", "VerifyRow"}
+_API = {"check", "explain", "verify", "load", "ExportReport", "VerifyReport", "VerifyRow"}
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgekit.parity.results import VerifyRow as VerifyRow
     from edgekit.runtime.base import Runner
 
-__all__ = ["check", "export", "verify", "load", "bench", "ExportReport", "VerifyReport", "VerifyRow"]
+__all__ = ["check", "explain", "export", "verify", "load", "bench", "ExportReport", "VerifyReport", "VerifyRow"]
 
 PathLike = str | os.PathLike[str]
 
@@ -69,6 +69,28 @@ def check(model: PathLike, formats: Sequence[str] | None = None, **options: Any)
     from edgekit.export.check import check as _check
 
     return _check(model, None if formats is None else list(formats), **options)
+
+
+def explain(path: PathLike, formats: Sequence[str] | None = None, precisions: Sequence[str] | None = None,
+            **options: Any) -> Any:
+    """Where each exported variant diverges from its Keras model, layer by layer; see
+    :func:`edgekit.parity.explain.explain`.
+
+    Args:
+        path: an exports dir or an example dir (its Keras model must be there: source/model.keras).
+        formats: only these formats (default None: every format in the manifest).
+        precisions: only these precisions (default None: all).
+        **options: ``overrides`` (tolerance overrides, default None), ``unsafe`` (default False),
+            ``keras`` (compare with this .keras model instead of the export's own, default None).
+
+    Returns:
+        An :class:`~edgekit.parity.explain.ExplainReport`: ``report.table()``, ``report.to_dict()``,
+        ``report.variants[i].first_divergent``.
+    """
+    from edgekit.parity.explain import explain as _explain
+
+    return _explain(path, None if formats is None else list(formats),
+                    None if precisions is None else list(precisions), **options)
 
 
 def verify(path: PathLike | Sequence[PathLike], *, formats: Sequence[str] | None = None,

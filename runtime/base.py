@@ -26,8 +26,9 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from edgekit.core.errors import EdgekitError, InputError, RuntimeFailure, UsageError
+from edgekit.core.errors import EdgekitError, InputError, RuntimeFailure, Unverifiable, UsageError
 from edgekit.core.text import one_line
+from edgekit.runtime.intermediates import Intermediates, Producer  # noqa: F401  (re-exported)
 
 #: rows per ``_predict_impl`` call when ``predict(batch_size=None)``: bounds peak memory of
 #: every runtime's intermediate tensors while keeping per-call overhead negligible.
@@ -330,6 +331,44 @@ class Runner(abc.ABC):
     def _accepted_dtypes(self, info: TensorInfo) -> tuple[str, ...]:
         """Dtypes ``predict`` accepts for an input (default: exactly the declared one)."""
         return (info.dtype,)
+
+    # ----------------------------------------------------------------- intermediates
+    #: True when :meth:`intermediates` can expose the model's internal tensors (``edgekit explain``).
+    supports_intermediates: ClassVar[bool] = False
+
+    def intermediates(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> Intermediates:
+        """Run one batch and return every internal tensor the runtime computes (for ``edgekit explain``).
+
+        Args:
+            inputs: as for :meth:`predict` (validated the same way); run as one batch.
+
+        Returns:
+            An :class:`Intermediates`: ``{tensor name: float or integer array}`` in execution order
+            (quantized tensors dequantized), with each tensor's producing op.
+
+        Raises:
+            Unverifiable: this runtime cannot expose intermediates (``supports_intermediates`` False).
+            UsageError, InputError: as for :meth:`predict`.
+            RuntimeFailure: the runtime failed.
+        """
+        if not self.supports_intermediates:
+            raise Unverifiable(f"the {self.format} runtime cannot expose intermediate tensors",
+                               got=self.runtime_name, expected="a runner with supports_intermediates")
+        if not self._loaded:
+            raise UsageError(f"{type(self).__name__} is not loaded", got=str(self.path),
+                             expected="call load() or use it as a context manager first")
+        feeds = self._validate(inputs)
+        try:
+            return self._intermediates_impl(feeds)
+        except EdgekitError:
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(f"{self.runtime_name} failed exposing intermediates of {self.path.name}",
+                                 got=one_line(exc)) from exc
+
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray]) -> Intermediates:
+        """Adapters with ``supports_intermediates`` implement this (validated feeds, one batch)."""
+        raise NotImplementedError
 
     # ----------------------------------------------------------------- adapter hooks
     @abc.abstractmethod

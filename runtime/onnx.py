@@ -70,5 +70,35 @@ class OnnxRunner(Runner):
     def _predict_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._names, self._sess.run(self._names, feeds), strict=True))
 
+    # ---------------------------------------------------------------- intermediates (edgekit explain)
+    supports_intermediates = True
+
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray]):
+        """Every top-level node output of one run, in node order: a session on an in-memory copy whose
+        node outputs are all graph outputs (:mod:`edgekit.runtime.onnx_graph`), graph optimisations off
+        so no node is fused away."""
+        import onnxruntime as ort
+
+        from edgekit.runtime import onnx_graph
+        from edgekit.runtime.intermediates import Intermediates, Producer
+
+        model = self.path.read_bytes()
+        graph_nodes, inits, outs = onnx_graph.nodes(model)
+        names = [o for n in graph_nodes for o in n.outputs if o and o not in outs]
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(onnx_graph.with_outputs(model, names), sess_options=so,
+                                    providers=["CPUExecutionProvider"])
+        wanted = [o.name for o in sess.get_outputs()]
+        got = dict(zip(wanted, sess.run(wanted, feeds), strict=True))
+        values, producers = {}, {}
+        for n in graph_nodes:
+            for o in n.outputs:
+                if o in got:
+                    values[o] = np.asarray(got[o])
+                    producers[o] = Producer(n.op, n.name, tuple(i for i in n.inputs if i and i not in inits))
+        return Intermediates(values, producers, outputs={o: o for o in self._names if o in values})
+
     def _close(self) -> None:
         self._sess = None

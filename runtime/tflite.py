@@ -200,5 +200,54 @@ class TFLiteRunner(Runner):
                              expected="finite float32 values")
         return quantize(arr, q["scale"], q["zero_point"], q["dtype"])
 
+    # ---------------------------------------------------------------- intermediates (edgekit explain)
+    supports_intermediates = True
+
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray]):
+        """Every op output of one run, dequantized, in execution order: a second interpreter with
+        ``experimental_preserve_all_tensors`` and no default delegates (XNNPack would fuse and free them)."""
+        from edgekit.runtime.intermediates import Intermediates, Producer
+
+        cls, _ = interpreter_class()
+        kwargs: dict[str, Any] = {"model_path": str(self.path), "experimental_preserve_all_tensors": True}
+        try:
+            from ai_edge_litert.interpreter import OpResolverType
+
+            kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        except ImportError:  # tflite-runtime: the same enum lives in its interpreter module
+            resolver = getattr(__import__(cls.__module__, fromlist=["OpResolverType"]), "OpResolverType", None)
+            if resolver is not None:
+                kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": it is, here
+            it = cls(**kwargs)
+        for name, arr in feeds.items():
+            it.resize_tensor_input(self._in[name]["index"], list(arr.shape), strict=False)
+        it.allocate_tensors()
+        for name, arr in feeds.items():
+            q = self.quantization.get(name)
+            it.set_tensor(self._in[name]["index"], self._quantize(name, arr, q) if q else arr)
+        it.invoke()
+        details = {d["index"]: d for d in it.get_tensor_details()}
+        values, producers = {}, {}
+        for op in it._get_ops_details():  # the public API has no op list; stable since TF 2.5
+            ins = tuple(details[int(i)]["name"] for i in op["inputs"] if int(i) >= 0 and int(i) in details)
+            for idx in op["outputs"]:
+                d = details.get(int(idx))
+                if d is None:
+                    continue
+                try:
+                    raw = it.get_tensor(int(idx))
+                except ValueError:  # freed or never allocated (e.g. a scratch tensor)
+                    continue
+                q = _quant(d)
+                values[d["name"]] = (raw.astype(np.float32) - q["zero_point"]) * np.float32(q["scale"]) \
+                    if q else np.array(raw, copy=True)
+                producers[d["name"]] = Producer(str(op["op_name"]), d["name"], ins)
+        outputs = {n: details[d["index"]]["name"] for n, d in self._out.items() if d["index"] in details}
+        return Intermediates(values, producers, outputs=outputs)
+
     def _close(self) -> None:
         self._it = None

@@ -20,7 +20,8 @@ from edgekit.core.version import __version__
 
 # Modules that contribute subcommands, in help order.
 COMMAND_MODULES = ("edgekit.cli.train", "edgekit.cli.export", "edgekit.cli.verify", "edgekit.cli.report",
-                   "edgekit.cli.bench", "edgekit.cli.web", "edgekit.cli.serve", "edgekit.cli.js", "edgekit.cli.check")
+                   "edgekit.cli.bench", "edgekit.cli.web", "edgekit.cli.serve", "edgekit.cli.js", "edgekit.cli.check",
+                   "edgekit.cli.explain")
 #: what ``python -m edgekit.runtime`` offers on a device: verify, report, setup-js.
 DEVICE_COMMANDS = ("edgekit.cli.verify", "edgekit.cli.report", "edgekit.cli.js")
 

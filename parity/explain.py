@@ -1,0 +1,279 @@
+"""Where a variant diverges: per-layer comparison of every exported file with its Keras model.
+
+:func:`explain` runs the golden inputs of an export directory through Keras with every layer's
+output exposed (:mod:`edgekit.parity.layer_outputs`) and through each variant with its
+intermediates exposed (:meth:`edgekit.runtime.base.Runner.intermediates`: LiteRT with
+``experimental_preserve_all_tensors`` and no default delegates, onnxruntime with every node
+output made a graph output), matches tensors to layers by name
+(:mod:`edgekit.parity.explain_match`) and compares each layer with the variant's tolerance:
+``max |variant - keras| <= atol * max(1, peak |keras layer|)`` (the verify policy of
+:mod:`edgekit.parity.tolerance`, applied per layer). The first divergent layer is the first
+layer past it whose error is carried on to a later compared layer (a layer over tolerance that
+no later layer confirms is a partial tensor across a fusion, shown but not blamed)::
+
+    report = explain("exports/", formats=["tflite"])
+    print(report.table())
+    print(report.variants[0].first_divergent)      # LayerDiff(layer="d2", op="TANH", ...)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.core.errors import EdgekitError, InputError, Unverifiable, UsageError
+from edgekit.core.formats import FORMATS
+
+#: a layer's status: compared and within tolerance, past it, past it but no later layer confirms it,
+#: fused into a later layer, or not found in the variant.
+STATUSES = ("ok", "over", "over?", "fused", "unmatched")
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """One Keras layer against one variant.
+
+    Attributes:
+        layer, kind: the Keras layer's name and class.
+        tensor, op: the variant tensor compared and the op that computed it (None if not compared).
+        max_abs_err: ``max |variant - keras|`` over the compared rows (None if not compared).
+        max_rel_err: ``max_abs_err / max |keras|`` (None if not compared).
+        allowed: the tolerance ``atol * max(1, peak |keras|)`` (None if not compared).
+        status: one of :data:`STATUSES`.
+        note: why it was not compared (``fused into d2``), or "".
+    """
+
+    layer: str
+    kind: str
+    tensor: str | None
+    op: str | None
+    max_abs_err: float | None
+    max_rel_err: float | None
+    allowed: float | None
+    status: str
+    note: str = ""
+
+
+@dataclass
+class VariantExplanation:
+    """The per-layer comparison of one exported file.
+
+    Attributes:
+        status: ``explained``, ``unsupported`` (the runtime cannot expose intermediates: ``note``
+            says why) or ``error``.
+        first_divergent: the first layer past the tolerance that later layers confirm, or None.
+    """
+
+    format: str
+    precision: str
+    path: str
+    runtime: str = ""
+    status: str = "explained"
+    note: str = ""
+    layers: list[LayerDiff] = field(default_factory=list)
+    rows_compared: int = 0
+    seconds: float = 0.0
+
+    @property
+    def first_divergent(self) -> LayerDiff | None:
+        return next((d for d in self.layers if d.status == "over"), None)
+
+    def headline(self) -> str:
+        """``tflite/fp32: first divergent layer: d2 (Dense, op TANH) ...`` or why there is none."""
+        name = f"{self.format}/{self.precision}"
+        if self.status != "explained":
+            return f"{name}: {self.status}: {self.note}"
+        d = self.first_divergent
+        if d is None:
+            compared = sum(1 for x in self.layers if x.max_abs_err is not None)
+            return f"{name}: no divergent layer ({compared} of {len(self.layers)} layers compared)"
+        return (f"{name}: first divergent layer: {d.layer} ({d.kind}, op {d.op}): max abs err {d.max_abs_err:.3g} "
+                f"> allowed {d.allowed:.3g}")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        d = self.first_divergent
+        out["first_divergent"] = None if d is None else {"layer": d.layer, "kind": d.kind, "op": d.op}
+        return out
+
+
+@dataclass
+class ExplainReport:
+    """What :func:`explain` returns: one :class:`VariantExplanation` per variant, in manifest order."""
+
+    source: str
+    variants: list[VariantExplanation] = field(default_factory=list)
+    keras_layers: int = 0
+    skipped_layers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "keras_layers": self.keras_layers, "skipped_layers": self.skipped_layers,
+                "seconds": round(self.seconds, 3), "variants": [v.to_dict() for v in self.variants]}
+
+    def table(self, markdown: bool = False) -> str:
+        """Per variant: its headline, then one row per Keras layer (layer, kind, op, errors, status)."""
+        from edgekit.core.table import render
+
+        def f(x):
+            return "-" if x is None else f"{x:.3g}"
+
+        parts = []
+        for v in self.variants:
+            parts.append(v.headline())
+            if v.status == "explained":
+                rows = [(d.layer, d.kind, d.op or "-", f(d.max_abs_err), f(d.max_rel_err), f(d.allowed),
+                         f"{d.status} ({d.note})" if d.note else d.status) for d in v.layers]
+                parts.append(render(("layer", "kind", "op", "max abs", "rel", "allowed", "status"), rows,
+                                    markdown=markdown, right=(3, 4, 5)))
+        return "\n\n".join(parts)
+
+
+def _diff(k, got: np.ndarray, perm, tol, rows) -> tuple[float, float, float, bool]:
+    """``(max abs err, max rel err, allowed, over)`` of one layer under ``tol`` (NaN where Keras has
+    NaN is equal; a NaN or Inf the variant adds is an infinite error)."""
+    ref = k.value.astype(np.float64)
+    val = (got.transpose(perm) if perm else got).astype(np.float64)
+    if rows is not None:
+        ref, val = ref[rows], val[rows]
+    if not ref.size:
+        return 0.0, 0.0, 0.0, False
+    peak = float(np.max(np.abs(np.nan_to_num(ref, nan=0.0, posinf=0.0, neginf=0.0))))
+    err = np.where(np.isnan(ref) & np.isnan(val), 0.0, np.abs(val - ref))
+    err = np.where(np.isnan(err), np.inf, err)
+    allowed = tol.atol * (max(1.0, peak) if tol.atol_scale == "peak" else 1.0)
+    over = bool(np.max(err - tol.rtol * np.abs(np.nan_to_num(ref))) > allowed)
+    max_abs = float(np.max(err))
+    rel = max_abs / peak if peak else (0.0 if max_abs == 0 else float("inf"))
+    return max_abs, rel, allowed, over
+
+
+def compare_layers(keras, inter, model_name: str, tol, rows: np.ndarray | None = None) -> list[LayerDiff]:
+    """Per Keras layer, the variant's error at the tensor matched to it, judged against ``tol``.
+
+    Args:
+        keras: :class:`~edgekit.parity.layer_outputs.KerasLayers`.
+        inter: the variant's :class:`~edgekit.runtime.base.Intermediates`.
+        model_name: the Keras model's name.
+        tol: the variant's :class:`~edgekit.parity.tolerance.Tolerance`.
+        rows: golden rows to compare (default None: all).
+    """
+    from edgekit.parity.explain_match import match_layers
+
+    out = []
+    for k, m in zip(keras.layers, match_layers(keras.layers, inter, inter.producers, model_name,
+                                                             inter.outputs), strict=True):
+        if m.tensor is None:
+            out.append(LayerDiff(k.name, k.kind, None, None, None, None, None,
+                                 "fused" if m.fused_into else "unmatched", m.why))
+            continue
+        max_abs, rel, allowed, over = _diff(k, inter[m.tensor], m.transpose, tol, rows)
+        out.append(LayerDiff(k.name, k.kind, m.tensor, m.op, max_abs, rel, allowed, "over" if over else "ok"))
+    # an excess no later compared layer carries on is not where the variant diverges
+    compared = [i for i, d in enumerate(out) if d.max_abs_err is not None]
+    for j, i in enumerate(compared):
+        if out[i].status == "over" and j + 1 < len(compared) and \
+                not any(out[n].status == "over" for n in compared[j + 1:]):
+            d = out[i]
+            out[i] = LayerDiff(d.layer, d.kind, d.tensor, d.op, d.max_abs_err, d.max_rel_err, d.allowed, "over?",
+                               "no later layer carries it: a partial tensor across a fusion?")
+    return out
+
+
+def explain_variant(target, art, path: Path, keras, model_name: str, overrides=None,
+                    backend: str | None = None) -> VariantExplanation:
+    """Explain one exported file of ``target`` (a :class:`~edgekit.parity.targets.Target`) against
+    ``keras`` (its :class:`~edgekit.parity.layer_outputs.KerasLayers` on the same golden inputs)."""
+    from edgekit.parity.targets import calibrated_rows
+    from edgekit.parity.tolerance import tolerances_for
+    from edgekit.parity.verify import _feed, _map_names, _runner_options
+    from edgekit.runtime.registry import open_model
+
+    t0 = time.perf_counter()
+    v = VariantExplanation(art.format, art.precision, art.path)
+    ref = target.reference
+    try:
+        tol = tolerances_for(art.format, art.precision, list(ref.outputs), overrides)[""]
+        with open_model(path, format=art.format, **_runner_options(art.format, backend)) as runner:
+            v.runtime = runner.runtime_name
+            if not runner.supports_intermediates:
+                v.status, v.note = "unsupported", f"{runner.runtime_name} cannot expose intermediate tensors"
+                return v
+            in_map = _map_names([i.name for i in runner.inputs], list(ref.inputs))
+            feeds = {r: ref.inputs[n] for n, r in in_map.items()} if in_map else ref.inputs
+            inter = runner.intermediates(_feed(feeds, runner, []))
+        rows = calibrated_rows(art, target) if tol.calibrated_range_only else None
+        v.rows_compared = int(rows.sum()) if rows is not None else ref.rows
+        v.layers = compare_layers(keras, inter, model_name, tol, rows)
+        if inter.notes:
+            v.note = "; ".join(inter.notes)
+    except Unverifiable as exc:
+        v.status, v.note = "unsupported", str(exc)
+    except EdgekitError as exc:
+        v.status, v.note = "error", str(exc)
+    v.seconds = round(time.perf_counter() - t0, 3)
+    return v
+
+
+NEEDS = ("the Keras model the export came from: source/model.keras in the export dir (written when exporting "
+         "a .keras file or an edgekit example), or model.keras beside an example's exports/")
+
+
+def load_keras_layers(target, unsafe: bool = False, keras: Path | str | None = None):
+    """The Keras model behind ``target`` (or ``keras``) and its per-layer outputs on the golden inputs.
+
+    Raises:
+        InputError: no Keras model next to the export (what explain needs, in one line).
+    """
+    from edgekit.parity.keras_model import load_keras
+    from edgekit.parity.layer_outputs import layer_outputs
+
+    path = Path(keras) if keras is not None else target.keras_path
+    if path is None or not Path(path).is_file():
+        raise InputError("explain needs the Keras model behind the export",
+                         got=str(path if keras is not None else target.manifest.root), expected=NEEDS)
+    model = load_keras(Path(path), unsafe=unsafe)
+    return model, layer_outputs(model, target.reference.inputs)
+
+
+def explain(export_dir: Path | str, formats: list[str] | None = None, precisions: list[str] | None = None,
+            overrides=None, unsafe: bool = False, keras: Path | str | None = None) -> ExplainReport:
+    """Per-layer comparison of every variant in ``export_dir`` with its Keras model.
+
+    Args:
+        export_dir: an exports dir, an example dir (its ``exports/``) or an artifacts root (its
+            first example; pass an example dir to choose).
+        formats: only these formats (default None: every format in the manifest).
+        precisions: only these precisions (default None: all).
+        overrides: tolerance overrides as for verify (default None).
+        unsafe: load a ``.keras`` holding Lambda layers (default False).
+        keras: compare with this ``.keras`` model instead of the export's own (default None): e.g.
+            the model before a change, to see which layer the change moved.
+
+    Returns:
+        An :class:`ExplainReport`; a variant whose runtime cannot expose intermediates has status
+        ``unsupported`` and a note, the others are still explained.
+
+    Raises:
+        UsageError: an unknown format. InputError: no manifest, or no Keras model next to it.
+    """
+    from edgekit.parity.targets import find_manifests, load_target
+
+    t0 = time.perf_counter()
+    bad = sorted(set(formats or []) - set(FORMATS))
+    if bad:
+        raise UsageError("unknown format", got=bad, expected=list(FORMATS))
+    manifest = find_manifests(Path(export_dir))[0]
+    target = load_target(manifest, unsafe=unsafe)
+    model, layers = load_keras_layers(target, unsafe, keras)
+    report = ExplainReport(str(manifest.parent), keras_layers=len(layers.layers), skipped_layers=layers.skipped)
+    for art, path in target.artifacts:
+        if (formats and art.format not in formats) or (precisions and art.precision not in precisions):
+            continue
+        backend = "cpu" if art.format == "tfjs" else None
+        report.variants.append(explain_variant(target, art, path, layers, model.name, overrides, backend))
+    report.seconds = time.perf_counter() - t0
+    return report

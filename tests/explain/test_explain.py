@@ -1,0 +1,102 @@
+"""edgekit explain: a fault placed in one known layer is named in every format that has it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EDGEKIT = [sys.executable, "-m", "edgekit"]
+
+
+def _by_format(report) -> dict:
+    return {f"{v.format}/{v.precision}": v for v in report.variants}
+
+
+def test_perturbed_dense_named_in_tflite_and_onnx(perturbed):
+    import edgekit
+
+    export, original = perturbed("mlp", "d2")
+    report = edgekit.explain(export, keras=original)
+    got = _by_format(report)
+    assert set(got) == {"tflite/fp32", "onnx/fp32"}
+    for name, v in got.items():
+        assert v.status == "explained", (name, v.note)
+        d = v.first_divergent
+        assert d is not None and d.layer == "d2", (name, report.table())
+        assert d.op in ("TANH", "Tanh"), name                      # the op that computed d2's output
+        before = [x for x in v.layers if x.layer in ("d1", "bn") and x.max_abs_err is not None]
+        assert before and all(x.status == "ok" for x in before), report.table()
+    assert "first divergent layer: d2" in report.table()
+
+
+def test_unperturbed_export_has_no_divergent_layer(perturbed):
+    """The same export against its own (perturbed) model: every compared layer within fp32 tolerance."""
+    import edgekit
+
+    export, _ = perturbed("mlp", "d2")
+    report = edgekit.explain(export)
+    for v in report.variants:
+        assert v.status == "explained" and v.first_divergent is None, report.table()
+        compared = [x for x in v.layers if x.max_abs_err is not None]
+        assert len(compared) >= 4 and max(x.max_abs_err for x in compared) < 1e-5
+
+
+def test_perturbed_conv_named_in_tflite_and_onnx(perturbed):
+    """Conv layers: ONNX computes them NCHW between Transposes; the layer is still found and named."""
+    import edgekit
+
+    export, original = perturbed("cnn", "c2")
+    report = edgekit.explain(export, keras=original)
+    for v in report.variants:
+        assert v.first_divergent is not None and v.first_divergent.layer == "c2", report.table()
+        assert next(x for x in v.layers if x.layer == "c1").status == "ok"
+
+
+def test_int8_saturating_layer_named(saturating_export):
+    import edgekit
+
+    report = edgekit.explain(saturating_export, formats=["tflite"])
+    got = _by_format(report)
+    assert got["tflite/fp32"].first_divergent is None, report.table()
+    d = got["tflite/int8"].first_divergent
+    assert d is not None and d.layer == "spike", report.table()
+    assert next(x for x in got["tflite/int8"].layers if x.layer == "d1").status == "ok"
+
+
+def test_cli_explain_prints_layer_and_writes_json(perturbed, tmp_path):
+    export, original = perturbed("mlp", "d2")
+    out = tmp_path / "explain.json"
+    r = subprocess.run([*EDGEKIT, "explain", str(export), "--keras", str(original), "--format", "tflite",
+                        "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "tflite/fp32: first divergent layer: d2 (Dense, op TANH)" in r.stdout
+    data = json.loads(out.read_text())
+    assert [v["first_divergent"]["layer"] for v in data["variants"]] == ["d2"]
+    assert data["variants"][0]["layers"][0]["layer"] == "d1"
+
+
+def test_cli_without_keras_model_says_what_explain_needs(perturbed, tmp_path):
+    export, _ = perturbed("mlp", "d2")
+    copy = tmp_path / "exp"
+    shutil.copytree(export, copy)
+    (copy / "source" / "model.keras").unlink()
+    r = subprocess.run([*EDGEKIT, "explain", str(copy)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "explain needs the Keras model" in lines[0] and "model.keras" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,what", [(["--format", "nope"], "unknown format"),
+                                       (["--precision", "int4"], "unknown precision")])
+def test_cli_bad_choices_one_line(perturbed, args, what):
+    export, _ = perturbed("mlp", "d2")
+    r = subprocess.run([*EDGEKIT, "explain", str(export), *args], capture_output=True, text=True, cwd=REPO,
+                       timeout=300)
+    assert r.returncode == 2 and what in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
