@@ -143,7 +143,7 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
                  precisions: list[str] | None = None, calibration: Path | None = None, opset: int = 17,
                  *, inputs: Path | None = None, input_shapes=None, int_range=None, unsafe: bool = False,
                  max_batch: int = 1024, tflite_select_tf_ops: bool = False, quiet: bool = True, progress=None,
-                 on_preflight=None, clean: bool = False, lock_wait: float | None = None,
+                 on_preflight=None, keep_float=None, clean: bool = False, lock_wait: float | None = None,
                  _as_live: str | None = None) -> ExportReport:
     """Export SOURCE to every chosen format and precision and write ``manifest.json``.
 
@@ -171,6 +171,8 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
             only; a Flex file loads only where the Flex delegate is linked in, recorded in the manifest).
         quiet: silence converter output during the run (default True).
         progress: optional ``callable(VariantResult)`` called after each variant.
+        keep_float: ``"auto"`` or Keras layer names the full-integer int8 TFLite variant keeps in
+            float (default None: everything int8; see :mod:`edgekit.export.quantdebug`).
         on_preflight: optional ``callable(list[str])`` called once before converting with
             ``edgekit check``'s predicted failures (one line per format; empty when all look fine).
         clean: start from an empty export directory: the previous export is replaced as a whole
@@ -203,6 +205,9 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
         raise UsageError("--input-shape needs a Keras source (a SavedModel's signature is fixed)",
                          got=spec.display, expected="a .keras file or a keras.Model")
     irange = golden_inputs.parse_int_range(int_range)
+    from edgekit.export.quantdebug import parse_keep_float
+
+    keep_float = parse_keep_float(keep_float)
     out = Path(out) if out is not None else source_mod.default_out(spec)
     _check_out(out, spec.saved_model_dir or spec.path)
     for opt, f in (("calibration", calibration), ("--inputs", inputs)):
@@ -248,6 +253,7 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
             results, data = _convert(tmp, plan, src, golden, origin, golden_error, variants, skipped, exporters,
                                      spec, calib, irange, opset=opset, max_batch=max_batch, inputs=inputs,
                                      unsafe=unsafe, tflite_select_tf_ops=tflite_select_tf_ops, quiet=quiet,
+                                     keep_float=keep_float,
                                      progress=progress, on_preflight=on_preflight, as_live=_as_live,
                                      t_start=t_start, t_loaded=t_loaded)
             from edgekit.runtime import manifest
@@ -271,6 +277,7 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
 
 def _convert(tmp: Path, plan, src, golden, origin, golden_error, variants, skipped, exporters, spec, calib,
              irange, *, opset, max_batch, inputs, unsafe, tflite_select_tf_ops, quiet, progress, on_preflight,
+             keep_float=(),
              as_live, t_start, t_loaded) -> tuple[list[VariantResult], dict]:
     """Convert every planned variant into ``tmp``; returns the results and this run's manifest data."""
     results: list[VariantResult] = []
@@ -287,7 +294,7 @@ def _convert(tmp: Path, plan, src, golden, origin, golden_error, variants, skipp
         src.kind, src.display_name = "live", as_live
     options = ExportOptions(opset=opset, max_batch=max_batch, calibration=calib[0] if calib else None,
                             calibration_origin=calib[1] if calib else "", metadata=_metadata(src),
-                            tflite_select_tf_ops=bool(tflite_select_tf_ops))
+                            tflite_select_tf_ops=bool(tflite_select_tf_ops), keep_float=tuple(keep_float))
     predicted = _preflight(src, variants, options, quiet)
     if on_preflight is not None:
         on_preflight(predicted)
@@ -320,7 +327,8 @@ def _convert(tmp: Path, plan, src, golden, origin, golden_error, variants, skipp
                     "calibration": options.calibration_origin or None,
                     "inputs": None if inputs is None else str(inputs),
                     "int_range": list(irange) if irange else None, "unsafe": bool(unsafe),
-                    "tflite_select_tf_ops": bool(tflite_select_tf_ops)},
+                    "tflite_select_tf_ops": bool(tflite_select_tf_ops),
+                    "keep_float": list(keep_float) or None},
         "preflight": predicted,
         "artifacts": artifacts,
         "failures": failures,
@@ -403,7 +411,7 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
            precisions: list[str] | None = None, calibration: str | Path | None = None, *,
            inputs: str | Path | None = None, input_shapes=None, int_range=None, unsafe: bool = False,
            opset: int = 17, max_batch: int = 1024, tflite_select_tf_ops: bool = False, quiet: bool = True,
-           progress=None, clean: bool = False) -> ExportReport:
+           progress=None, clean: bool = False, keep_float=None) -> ExportReport:
     """Export a model to every chosen format and precision (the Python API: ``edgekit.export(...)``).
 
     Keras runs each process on one backend, fixed when it is imported. When this process runs
@@ -436,6 +444,8 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
         progress: optional ``callable(VariantResult)`` called after each variant.
         clean: replace the previous export in ``out`` as a whole (default False: keep the variants
             this call does not convert, marked stale in the manifest when the model changed).
+        keep_float: ``"auto"`` or Keras layer names the full-integer int8 TFLite variant keeps in
+            float (default None: everything int8; recorded in the manifest's quantization.keep_float).
 
     Returns:
         An :class:`~edgekit.export.base.ExportReport` (``bool(report)``: no variant failed;
@@ -454,7 +464,8 @@ def export(model_or_path, out: str | Path | None = None, formats: list[str] | No
               "calibration": None if calibration is None else Path(calibration), "opset": opset,
               "inputs": None if inputs is None else Path(inputs), "input_shapes": input_shapes,
               "int_range": int_range, "unsafe": unsafe, "max_batch": max_batch,
-              "tflite_select_tf_ops": tflite_select_tf_ops, "quiet": quiet, "clean": bool(clean)}
+              "tflite_select_tf_ops": tflite_select_tf_ops, "quiet": quiet, "clean": bool(clean),
+              "keep_float": keep_float}
     out_path = None if out is None else Path(out)
     if subproc.needs_subprocess(spec):
         return subproc.export_in_subprocess(spec, out_path, kwargs, progress)

@@ -66,6 +66,10 @@ def register(subparsers) -> None:
                    help="let TFLite use Flex (TensorFlow) ops for what has no builtin (default: builtins only; "
                         "a Flex file loads only in a runtime with the Flex delegate, not ai-edge-litert or a "
                         "stock Android/Pi LiteRT; recorded in the manifest)")
+    p.add_argument("--keep-float", default=None, metavar="auto|LAYER,...",
+                   help="full-integer int8 TFLite: keep these Keras layers in float, or 'auto': the worst ones "
+                        "until the variant meets verify's tolerance (default: everything int8; recorded in "
+                        "the manifest)")
     p.add_argument("--clean", action="store_true",
                    help="start from an empty export directory (default: an existing export keeps the variants "
                         "this run does not convert, with their manifest entries)")
@@ -161,7 +165,7 @@ def handler(args: argparse.Namespace) -> int:
                               calibration=args.calibration, opset=args.opset, inputs=args.inputs,
                               input_shapes=args.input_shape, int_range=args.int_range, unsafe=args.unsafe,
                               tflite_select_tf_ops=args.tflite_select_tf_ops, quiet=not args.verbose,
-                              clean=args.clean,
+                              clean=args.clean, keep_float=args.keep_float,
                               on_preflight=lambda lines, s=src: _print_preflight(s, lines))
         print(f"{src} -> {report.out_dir} ({report.seconds:.1f} s)")
         print(summary_table(report))
