@@ -75,23 +75,25 @@ def _acquire(path: Path, wait: float, command: str) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
     while True:
-        try:
+        try:  # held open while waiting: the waiter shows in /proc/<pid>/fd
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
             raise OutputError("cannot create the run lock file", got=f"{path} ({exc.strerror})",
                               expected="a writable location") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            if time.monotonic() >= deadline:
-                raise OutputError(f"{path.name[:-len(LOCK_SUFFIX)]} is in use by {_describe(read_owner(path))}",
-                                  got=f"still locked after {wait:g} s ({path})",
-                                  expected="one run at a time: wait for it to finish (EDGEKIT_LOCK_WAIT=SECONDS "
-                                           "waits longer)") from None
-            time.sleep(_POLL)
-            continue
-        # the holder before us may have unlinked the file after we opened it: lock the current one
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise OutputError(f"export directory {path.with_name(path.name[:-len(LOCK_SUFFIX)])} is in "
+                                      f"use by {_describe(read_owner(path))}",
+                                      got=f"still locked after {wait:g} s ({path})",
+                                      expected="one run at a time: wait for it to finish (EDGEKIT_LOCK_WAIT=SECONDS "
+                                               "waits longer)") from None
+                time.sleep(_POLL)
+        # the holder before us unlinks the file when it is done: lock the file that is there now
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
