@@ -37,6 +37,9 @@ class ExportOptions:
         metadata: string key/value metadata embedded in every artifact (default empty).
         tflite_select_tf_ops: let TFLite use Flex (TensorFlow) ops for what has no builtin
             (default False: builtins only; a Flex file does not load in ai-edge-litert).
+        keep_float: Keras layers the full-integer int8 TFLite variant keeps in float, or
+            ``("auto",)``: the worst layers until it meets verify's tolerance
+            (:mod:`edgekit.export.quantdebug`; default empty: everything int8).
     """
 
     opset: int = 17
@@ -46,6 +49,7 @@ class ExportOptions:
     calibration_samples: int = 200
     metadata: dict = field(default_factory=dict)
     tflite_select_tf_ops: bool = False
+    keep_float: tuple = ()
 
 
 def tensor_info(name: str, shape, dtype: str) -> dict:

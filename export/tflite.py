@@ -157,7 +157,14 @@ class TFLiteExporter(Exporter):
         conv.target_spec.supported_ops = [builtins, tf.lite.OpsSet.SELECT_TF_OPS] if flex else [builtins]
         if flex:  # keep TensorList ops as Flex ops instead of failing to lower them (Keras 3 RNN loops)
             conv._experimental_lower_tensor_list_ops = False
-        model = conv.convert()
+        keep_float = None
+        if precision == Precision.INT8 and options.keep_float:
+            from edgekit.export import quantdebug
+
+            model, keep_float = quantdebug.select(conv, source, options, out_dir)
+            quant["keep_float"] = keep_float
+        else:
+            model = conv.convert()
         meta = {**options.metadata, "format": self.name, "precision": precision.value}
         model = embed_metadata(model, meta, signature=(source.signature_key, source.input_names,
                                                        source.output_names))

@@ -1,0 +1,59 @@
+"""int8 that keeps accuracy: --keep-float auto turns a failing full-integer int8 file into a passing one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def _rows(report) -> dict:
+    return {f"{r.format}/{r.precision}": r for r in report.rows}
+
+
+def test_plain_int8_fails_and_auto_keep_float_passes(saturating_export, tmp_path):
+    import edgekit
+
+    plain = _rows(edgekit.verify(saturating_export, formats=["tflite"]))
+    assert plain["tflite/fp32"].status == "pass"
+    assert plain["tflite/int8"].status == "fail", plain["tflite/int8"].message
+
+    d = saturating_export.parent
+    out = tmp_path / "kf"
+    report = edgekit.export(str(d / "model.keras"), out=str(out), formats=["tflite"], precisions=["int8"],
+                            inputs=str(d / "inputs.npz"), calibration=str(d / "calibration.npz"), keep_float="auto")
+    assert report, report
+    art = json.loads((out / "manifest.json").read_text())["artifacts"][0]
+    kept = art["quantization"]["keep_float"]
+    assert kept["mode"] == "auto" and kept["met_tolerance"] is True
+    assert kept["layers"][0] == "spike", kept            # the saturating layer is blamed first
+    assert "head" not in kept["layers"] and "d1" not in kept["layers"]
+    assert kept["size_cost_bytes"] == kept["bytes"] - kept["plain_int8_bytes"] > 0
+    assert [s["passed"] for s in kept["steps"]][-1] is True and not kept["steps"][0]["passed"]
+    fixed = _rows(edgekit.verify(out, formats=["tflite"]))["tflite/int8"]
+    assert fixed.status == "pass", fixed.message
+    assert fixed.max_abs_err < plain["tflite/int8"].max_abs_err
+    # the layers not kept are still int8 in the file
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(out / art["path"]))
+    dtypes = {d["name"]: np.dtype(d["dtype"]).name for d in it.get_tensor_details()}
+    assert any("d1" in n and t == "int8" for n, t in dtypes.items())
+    assert any("spike" in n and t == "float32" for n, t in dtypes.items())
+
+
+def test_keep_float_named_layers_and_a_bad_name(saturating_export, tmp_path):
+    import edgekit
+
+    d = saturating_export.parent
+    common = {"formats": ["tflite"], "precisions": ["int8"], "inputs": str(d / "inputs.npz"),
+              "calibration": str(d / "calibration.npz")}
+    report = edgekit.export(str(d / "model.keras"), out=str(tmp_path / "named"), keep_float="spike,squash", **common)
+    assert report
+    kept = json.loads((tmp_path / "named" / "manifest.json").read_text())["artifacts"][0]["quantization"]["keep_float"]
+    assert kept["mode"] == "list" and kept["layers"] == ["spike", "squash"] and kept["denylisted_ops"] >= 2
+    assert _rows(edgekit.verify(tmp_path / "named", formats=["tflite"]))["tflite/int8"].status == "pass"
+
+    bad = edgekit.export(str(d / "model.keras"), out=str(tmp_path / "bad"), keep_float=["nolayer"], **common)
+    (res,) = bad.results
+    assert res.status == "failed" and "nolayer" in res.error and "spike" in res.error
