@@ -29,6 +29,7 @@ import numpy as np
 from edgekit.core.errors import InputError, IntegrityError
 from edgekit.core.fsutil import atomic_file, sha256_file, tree_size
 from edgekit.runtime import manifest as mf
+from edgekit.runtime.discover import find_manifests  # noqa: F401  (re-exported: verify, web, cli)
 
 REFERENCE_NAME = "reference.npz"
 FOREIGN_ROWS = 64
@@ -86,31 +87,6 @@ class Target:
 
 
 # ---------------------------------------------------------------- discovery
-def find_manifests(path: Path) -> list[Path]:
-    """Export manifests under ``path`` (an artifacts root, an example dir or an exports dir).
-
-    Raises:
-        InputError: ``path`` does not exist or holds no manifest.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError("directory not found", got=str(path),
-                         expected="an artifacts dir, an example dir or an exports dir")
-    for cand in (path / mf.MANIFEST_NAME, path / "exports" / mf.MANIFEST_NAME):
-        if cand.is_file():
-            return [cand]
-    found = []
-    for child in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for cand in (child / "exports" / mf.MANIFEST_NAME, child / mf.MANIFEST_NAME):
-            if cand.is_file():
-                found.append(cand)
-                break
-    if not found:
-        raise InputError("no export manifest found", got=str(path),
-                         expected="exports/manifest.json under it (run edgekit export first)")
-    return found
-
-
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:

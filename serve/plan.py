@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.core.errors import InputError, UsageError
-from edgekit.parity.targets import find_manifests
 from edgekit.runtime import manifest as mf
 from edgekit.runtime.base import TensorInfo
+from edgekit.runtime.discover import find_manifests
 
 #: formats ``edgekit serve`` runs (the server-side runtimes: LiteRT and ONNX Runtime).
 SERVE_FORMATS = ("tflite", "onnx")

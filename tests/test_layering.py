@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pkgutil
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ needs_linter = pytest.mark.skipif(shutil.which("lint-imports", path=str(Path(sys
 
 @needs_linter
 def test_import_contract_holds():
-    """import-linter: layers run one way; runtime and core never import TensorFlow/Keras/converters."""
+    """import-linter: layers run one way; runtime, core and serve never import TensorFlow/Keras/converters."""
     r = subprocess.run(LINT, capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Contracts: 2 kept, 0 broken" in r.stdout, r.stdout
@@ -74,6 +75,15 @@ def test_runtime_and_cli_modules_are_light():
     # coremltools is the Core ML adapter's runtime: imported on load, never at import time
     assert _imports_heavy(["edgekit.cli", *cli, *runtime, "edgekit.train.registry",
                            "edgekit.export.registry"]) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlserver") is None,
+                    reason="edgekit serve needs MLServer (edgekit[serve])")
+def test_the_server_is_tensorflow_free():
+    """``edgekit serve`` runs LiteRT and ONNX Runtime files: importing all of it loads no TensorFlow.
+    (Checked in a child process: mlserver's gRPC protos clash with tritonclient's, which the serve
+    tests import, so it is not imported here.)"""
+    assert _imports_heavy(_modules("edgekit.serve", "serve")) == []
 
 
 def test_one_top_level_package_in_the_source_tree():
