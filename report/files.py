@@ -132,8 +132,9 @@ def _carry(row: dict, manifests: _Manifests) -> dict | None:
     if entry is None:
         return None                                       # no longer exported
     if entry.get("sha256") != row.get("sha256"):
-        return _stale(row, f"{row['path']} changed since this row was measured ({when}): re-run edgekit verify "
-                           f"--formats {row['format'].split('-')[0]}")
+        fmt = str(row["format"]).split("-")[0]
+        again = "edgekit verify" + ("" if fmt == "savedmodel" else f" --formats {fmt}")
+        return _stale(row, f"{row['path']} changed since this row was measured ({when}): re-run {again}")
     if entry.get("stale"):
         return _stale(row, str(entry.get("stale_reason") or "exported from another version of the source"))
     return row

@@ -145,6 +145,41 @@ def test_changed_source_marks_kept_variants_stale_and_verify_says_so(tmp_path):
     assert not [e for e in mf.load(out).data["artifacts"] if e.get("stale")]
 
 
+def test_keras_source_keeps_its_model_and_golden_file_unless_it_changed(tmp_path):
+    """A .keras source writes source/ (model.keras, saved_model) and reference.npz into the export:
+    a partial re-export of the same file keeps them byte for byte; a changed file replaces them
+    and marks the kept variants stale."""
+    import keras
+
+    from edgekit.export.api import export_model
+    from edgekit.parity.verify import load_target
+
+    def save(seed: int) -> Path:
+        keras.utils.set_random_seed(seed)
+        m = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="relu"),
+                              keras.layers.Dense(1)])
+        m.save(tmp_path / "m.keras")
+        return tmp_path / "m.keras"
+
+    out = tmp_path / "exports"
+    assert export_model(save(0), out, formats=["tflite", "onnx"], precisions=["fp32"]).ok
+    before = snapshot(out)
+    assert export_model(tmp_path / "m.keras", out, formats=["onnx"], precisions=["fp32"]).ok
+    after = snapshot(out)
+    assert diff_snapshots(_without(before, "onnx/", "manifest.json"), _without(after, "onnx/", "manifest.json")) == []
+    assert not [e for e in mf.load(out).data["artifacts"] if e.get("stale")]
+    load_target(out / mf.MANIFEST_NAME)                     # the kept SavedModel matches source.fingerprint
+
+    assert export_model(save(1), out, formats=["onnx"], precisions=["fp32"]).ok
+    changed = diff_snapshots(before, snapshot(out))
+    assert "changed: reference.npz" in changed and "changed: source/model.keras" in changed
+    assert "changed: tflite/model_fp32.tflite" not in changed
+    entries = _entries(mf.load(out))
+    assert entries[("tflite", "fp32")]["stale"] is True and "stale" not in entries[("onnx", "fp32")]
+    target = load_target(out / mf.MANIFEST_NAME)
+    assert target.saved_model is not None                    # the new SavedModel, its fingerprint recorded
+
+
 def test_second_run_refuses_in_one_line_while_the_first_holds_the_lock(fresh):
     from edgekit.core.lock import lock_path, read_owner, run_lock
 
