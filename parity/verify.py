@@ -431,6 +431,9 @@ def verify(dirs: list[Path], formats: list[str] | None = None, overrides: Overri
 
         import_tensorflow_quietly()
     done = _run_all(tasks, overrides, jobs, min_rows)
+    from edgekit.parity.explain import annotate_failures  # failed rows say where they diverge (issue 13)
+
+    annotate_failures(tasks, done, overrides)
     report = VerifyReport()
     for ti, t in enumerate(targets):
         for o, arr in t.reference.outputs.items():
