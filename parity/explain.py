@@ -277,3 +277,41 @@ def explain(export_dir: Path | str, formats: list[str] | None = None, precisions
         report.variants.append(explain_variant(target, art, path, layers, model.name, overrides, backend))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def annotate_failures(tasks: list, done: list, overrides=None) -> int:
+    """verify's hook: for every failed row, say where the variant first diverges.
+
+    ``tasks`` and ``done`` are verify's: ``(target index, target, artifact, path, backend, metric)``
+    and ``(row, outputs)`` per task. A failed row of a format whose runtime exposes intermediates,
+    whose target has its Keras model, gets ``"; first divergent layer: d2 (Dense, op TANH)"`` in its
+    message and ``first_divergent_layer`` (``{"layer", "kind", "op"}``). Nothing here fails a
+    verify: a row explain cannot explain keeps its message. Returns the number of rows annotated.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is None:
+        return 0  # a device without Keras: verify's verdicts stand alone
+    cache: dict[int, tuple | None] = {}
+    count = 0
+    for task, (row, _) in zip(tasks, done, strict=True):
+        ti, target, art, path, backend = task[:5]
+        if row.get("status") != "fail" or art.format not in FORMATS or target.keras_path is None:
+            continue
+        if ti not in cache:
+            try:
+                cache[ti] = load_keras_layers(target)
+            except EdgekitError:
+                cache[ti] = None
+        if cache[ti] is None:
+            continue
+        model, layers = cache[ti]
+        v = explain_variant(target, art, path, layers, model.name, overrides, backend)
+        d = v.first_divergent
+        if v.status != "explained" or d is None:
+            continue
+        note = f"first divergent layer: {d.layer} ({d.kind}, op {d.op})"
+        row["message"] = f"{row['message']}; {note}" if row.get("message") else note
+        row["first_divergent_layer"] = {"layer": d.layer, "kind": d.kind, "op": d.op}
+        count += 1
+    return count

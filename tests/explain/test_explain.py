@@ -100,3 +100,32 @@ def test_cli_bad_choices_one_line(perturbed, args, what):
     r = subprocess.run([*EDGEKIT, "explain", str(export), *args], capture_output=True, text=True, cwd=REPO,
                        timeout=300)
     assert r.returncode == 2 and what in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_verify_failing_rows_carry_the_first_divergent_layer(perturbed, tmp_path):
+    """verify's rows for the perturbed export (compared with the original model's outputs) fail and say d2."""
+    import edgekit
+    from edgekit.parity.keras_model import keras_outputs, load_keras
+
+    export, original = perturbed("mlp", "d2")
+    copy = tmp_path / "exp"
+    shutil.copytree(export, copy)
+    # the golden file's outputs from the original model: the perturbed files must now fail
+    import numpy as np
+
+    with np.load(copy / "reference.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(keras_outputs(load_keras(original), {"features": arrays["features"]}))
+    np.savez(copy / "reference.npz", **arrays)
+    man = json.loads((copy / "manifest.json").read_text())
+    from edgekit.core.fsutil import sha256_file
+
+    man["reference"]["sha256"] = sha256_file(copy / "reference.npz")
+    (copy / "source" / "model.keras").write_bytes(original.read_bytes())
+    (copy / "manifest.json").write_text(json.dumps(man))
+    report = edgekit.verify(copy, formats=["tflite", "onnx"])
+    rows = {f"{r.format}/{r.precision}": r for r in report.rows}
+    for name in ("tflite/fp32", "onnx/fp32"):
+        assert rows[name].status == "fail", rows[name].message
+        assert "first divergent layer: d2 (Dense, op " in rows[name].message, rows[name].message
+        assert rows[name]["first_divergent_layer"]["layer"] == "d2"
