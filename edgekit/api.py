@@ -42,7 +42,8 @@ def export(model_or_path: Any, out: PathLike | None = None, formats: Sequence[st
         calibration: int8 representative data, ``.npz`` keyed by input name (default None).
         **options: ``inputs`` (golden inputs ``.npz``, default None), ``input_shapes`` (default None),
             ``int_range`` (default None), ``unsafe`` (default False), ``opset`` (default 17),
-            ``max_batch`` (default 1024), ``quiet`` (default True), ``progress`` (default None).
+            ``max_batch`` (default 1024), ``quiet`` (default True), ``progress`` (default None),
+            ``clean`` (default False: an existing export in ``out`` keeps the variants not exported here).
 
     Returns:
         An :class:`~edgekit.export.base.ExportReport`; ``bool(report)`` is False if a variant failed.
@@ -104,7 +105,9 @@ def verify(path: PathLike | Sequence[PathLike], *, formats: Sequence[str] | None
         tolerance: overrides of the tolerance policy: a JSON file or a dict like
             ``{"tflite/fp16": {"*": {"atol": 0.02}}}`` (default None: :mod:`edgekit.parity.tolerance`).
         jobs: files verified concurrently (default 2).
-        write: also write report.json, parity.npz and report.md into the first path (default False).
+        write: also write report.json, parity.npz and report.md into the first path (default False),
+            merged into the report there (:func:`edgekit.report.files.merge_reports`: rows of other
+            formats are kept while their files are unchanged).
         inputs: golden inputs for this run, ``.npz`` keyed by input name; outputs computed with Keras
             (default None: each export's golden file).
         min_rows: a row that compared fewer golden rows is ``insufficient`` (default 8).
@@ -128,9 +131,10 @@ def verify(path: PathLike | Sequence[PathLike], *, formats: Sequence[str] | None
     report = _verify(dirs, formats=None if formats is None else list(formats), overrides=overrides, jobs=jobs,
                      inputs=None if inputs is None else Path(inputs), min_rows=min_rows)
     if write:
-        from edgekit.report.files import write_reports
+        from edgekit.report.files import merge_reports, write_reports
 
-        write_reports(report.rows, report.parity, dirs[0] / "report.json", dirs[0] / "report.md", report.seconds)
+        rows, parity = merge_reports(dirs[0] / "report.json", report.rows, report.parity)
+        write_reports(rows, parity, dirs[0] / "report.json", dirs[0] / "report.md", report.seconds)
     return report
 
 

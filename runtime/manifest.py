@@ -14,8 +14,15 @@ Schema ``edgekit.manifest/1``::
      "artifacts": [{"format", "precision", "path", "size_bytes", "sha256",
                     "inputs": [TensorInfo], "outputs": [TensorInfo],
                     "quantization": dict|null, "converter": str, "converter_version": str,
-                    "seconds": float}],
-     "failures": [{"format", "precision", "error"}]}
+                    "seconds": float, "exported": iso8601, "source_fingerprint": str,
+                    "stale": true, "stale_reason": str}],      # stale*: only when marked
+     "failures": [{"format", "precision", "error"}],
+     "kept": int}                                              # entries a partial export carried over
+
+A partial export (a run that converts only some variants into an existing export) merges its
+entries into the previous manifest (:func:`merge`): each artifact's ``source_fingerprint`` is
+:func:`source_identity` of the model it was made from; when that differs from the manifest's
+``source``, the entry is marked ``stale`` and verify gives its rows the status ``stale``.
 
     TensorInfo = {"name": str, "shape": [int|null, ...], "dtype": str}
 """

@@ -305,3 +305,28 @@ def test_integer_input_savedmodel_exports_with_its_dtype(tiny, tmp_path, capsys)
     assert man["source"]["kind"] == "savedmodel"
     assert [i["dtype"] for i in man["source"]["inputs"]] == ["int32"]
     assert {a["format"]: a["inputs"][0]["dtype"] for a in man["artifacts"]} == {"tflite": "int32", "onnx": "int32"}
+
+
+def test_rerun_keeps_the_other_variants(tiny, tmp_path, capsys):
+    """Without --clean a re-export replaces only the chosen variants: the ONNX file exported first
+    stays byte for byte, listed in the merged manifest, and the summary says what was kept."""
+    from edgekit.core.fsutil import sha256_file
+
+    out = tmp_path / "exports"
+    assert _cli([tiny["float"], "--formats", "onnx", "--precisions", "fp32", "--out", out], capsys)[0] == 0
+    onnx_sha = sha256_file(out / "onnx" / "model_fp32.onnx")
+    code, stdout, _ = _cli([tiny["float"], "--formats", "tflite", "--precisions", "fp32", "--out", out], capsys)
+    assert code == 0
+    m = manifest_mod.load(out)
+    assert [(a.format, a.precision) for a in m.artifacts] == [("tflite", "fp32"), ("onnx", "fp32")]
+    assert sha256_file(out / "onnx" / "model_fp32.onnx") == onnx_sha
+    for a in m.artifacts:
+        a.verify(out)
+    assert "kept 1 earlier variant(s)" in stdout and "stale" not in stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-") or p.name.endswith(".lock")]
+
+
+def test_clean_is_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        run(["export", "--help"])
+    assert "--clean" in capsys.readouterr().out
