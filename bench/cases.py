@@ -208,7 +208,8 @@ def open_case(case: dict, threads: int) -> Opened:
     Raises:
         UsageError: no opener for the case.
     """
-    key = f"raw:{case['format']}" if case["runner"] == "raw" else case["runner"]
+    raw = case["runner"] == "raw" or case.get("kind") == "foreign"  # foreign files: the raw call
+    key = f"raw:{case['format']}" if raw else case["runner"]
     opener = OPENERS.get(key)
     if opener is None:
         raise UsageError("no benchmark opener for this case", got=key, expected=sorted(OPENERS))

@@ -8,6 +8,11 @@
   the throughput batch (<= 5%), per variant and thread setting;
 - ``overhead_us``: for the tiny models (raw call < 0.1 ms, where Python's own call cost dominates)
   the adapter's fixed cost in µs at batch 1, reported with no target;
+- ``vs_foreign``: edgekit's fp32 file (raw call) at least as fast as each foreign export of the
+  same format (Keras' own ``model.export``, the raw converters at their defaults): p50 ratio
+  foreign / edgekit >= 0.95 (5% timing noise allowed), per example and thread setting;
+- ``int8_speedup``: TFLite full-integer int8 >= 2x faster than TFLite fp32 at batch 1 (raw calls),
+  for CNNs (reported for every example);
 - ``size_int8`` / ``size_fp16``: TFLite int8 (full-integer and dynamic-range) files <= 40% of fp32,
   fp16 <= 60%, for the deep and grid regressions.
 """
@@ -119,6 +124,48 @@ def sizes(rows: list[dict], examples: tuple[str, ...] = SIZE_EXAMPLES) -> list[d
     return out
 
 
+VS_FOREIGN_MIN = 0.95
+INT8_SPEEDUP_MIN = 2.0
+
+
+def vs_foreign(rows: list[dict]) -> list[dict]:
+    """edgekit's fp32 raw call vs each foreign export's (same format, example and thread setting)."""
+    out = []
+    own = {(r["example"], r["format"], r["threads"]): r for r in rows
+           if r["kind"] == "raw" and r["precision"] == "fp32" and r.get("backend") is None}
+    for f in rows:
+        if f["kind"] != "foreign":
+            continue
+        e = own.get((f["example"], f["format"], f["threads"]))
+        entry = {"check": "vs_foreign", "example": f["example"], "threads": f["threads"],
+                 "subject": f"{f['format']} vs {f['runner']}", "value": None,
+                 "target": f">= {VS_FOREIGN_MIN:.2f}x", "met": None, "detail": ""}
+        if e is None or not _ok(e) or not _ok(f):
+            entry["detail"] = f"{f['runner']}: {f.get('error') or f.get('skipped') or 'no edgekit fp32 raw row'}"
+        else:
+            v = _p50(f) / _p50(e)
+            entry.update(value=v, met=v >= VS_FOREIGN_MIN,
+                         detail=f"{f['runner']} {_p50(f):.4f} ms vs edgekit {_p50(e):.4f} ms")
+        out.append(entry)
+    return out
+
+
+def int8_speedups(rows: list[dict]) -> list[dict]:
+    """TFLite fp32 raw p50 over full-integer int8 raw p50, per example and thread setting."""
+    out = []
+    raw = {(r["example"], r["precision"], r["threads"]): r for r in rows
+           if r["kind"] == "raw" and r["format"] == "tflite" and _ok(r)}
+    for (ex, prec, th), r8 in raw.items():
+        r32 = raw.get((ex, "fp32", th))
+        if prec != "int8" or r32 is None:
+            continue
+        v = _p50(r32) / _p50(r8)
+        out.append({"check": "int8_speedup", "example": ex, "threads": th, "subject": "tflite int8 vs fp32",
+                    "value": v, "target": f">= {INT8_SPEEDUP_MIN:.0f}x", "met": v >= INT8_SPEEDUP_MIN,
+                    "detail": f"fp32 {_p50(r32):.4f} ms vs int8 {_p50(r8):.4f} ms"})
+    return out
+
+
 def evaluate(rows: list[dict]) -> list[dict]:
     """Every check entry (``met`` is None when a needed row is missing or failed)."""
-    return speedups(rows) + overheads(rows) + sizes(rows)
+    return speedups(rows) + overheads(rows) + sizes(rows) + vs_foreign(rows) + int8_speedups(rows)

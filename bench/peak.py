@@ -4,7 +4,9 @@
   worker's thread count through ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS``), and onnxruntime's
   own float ``MatMul`` on the same shapes with the same threads; the peak is the faster of the two;
 - int8: onnxruntime ``MatMulInteger`` (uint8 x int8 -> int32, the kernel its int8 models use), an
-  in-memory model built with the ``onnx`` helpers: the runtime itself, no converter.
+  in-memory model built with the ``onnx`` helpers, and LiteRT's int8 ``FULLY_CONNECTED`` (XNNPACK),
+  a one-op flatbuffer written with the TFLite schema's object API: the runtimes themselves, no
+  converter. LiteRT's float32 ``FULLY_CONNECTED`` is a third fp32 source.
 
 Calibration: the size grows until one call takes at least ``CALL_S`` seconds, then the best of
 ``REPEAT`` calls (after a warm-up) counts ``2 * n**3`` operations. Nothing is written to disk.
@@ -97,6 +99,66 @@ def ort_gemm(integer: bool, threads: int) -> dict:
                                                              else "MatMul float32")}
 
 
+def _fc_model(m: int, k: int, n: int, integer: bool) -> bytes:
+    """A one-op TFLite flatbuffer: FULLY_CONNECTED ``[m, k] x [n, k]^T`` (int8 with int32 bias, or
+    float32), written with the schema's object API (no converter)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as S  # noqa: N812
+
+    rng = np.random.default_rng(0)
+    TT = S.TensorType  # noqa: N806
+
+    def q(scale):
+        qp = S.QuantizationParametersT()
+        qp.scale, qp.zeroPoint = [scale], [0]
+        return qp
+
+    def tensor(name, shape, ttype, buf, quant=None):
+        t = S.TensorT()
+        t.name, t.shape, t.type, t.buffer, t.quantization = name, list(shape), ttype, buf, quant
+        return t
+
+    bufs = [S.BufferT() for _ in range(5)]
+    if integer:
+        w, bias = rng.integers(-127, 128, (n, k), dtype=np.int8), np.zeros(n, np.int32)
+        tensors = [tensor("x", (m, k), TT.INT8, 1, q(0.05)), tensor("w", (n, k), TT.INT8, 2, q(0.01)),
+                   tensor("b", (n,), TT.INT32, 3, q(0.0005)), tensor("y", (m, n), TT.INT8, 4, q(0.5))]
+    else:
+        w, bias = rng.standard_normal((n, k), dtype=np.float32), np.zeros(n, np.float32)
+        tensors = [tensor("x", (m, k), TT.FLOAT32, 1), tensor("w", (n, k), TT.FLOAT32, 2),
+                   tensor("b", (n,), TT.FLOAT32, 3), tensor("y", (m, n), TT.FLOAT32, 4)]
+    bufs[2].data = np.frombuffer(w.tobytes(), np.uint8)
+    bufs[3].data = np.frombuffer(bias.tobytes(), np.uint8)
+    op = S.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
+    op.builtinOptionsType, op.builtinOptions = S.BuiltinOptions.FullyConnectedOptions, S.FullyConnectedOptionsT()
+    sg = S.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [3], [op]
+    oc = S.OperatorCodeT()
+    oc.builtinCode = oc.deprecatedBuiltinCode = S.BuiltinOperator.FULLY_CONNECTED
+    oc.version = 4 if integer else 1
+    model = S.ModelT()
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [oc], [sg], bufs
+    b = flatbuffers.Builder(0)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def tflite_fc(integer: bool, threads: int) -> dict:
+    """GEMM through LiteRT (XNNPACK): one FULLY_CONNECTED op, int8 or float32."""
+    from edgekit.runtime.tflite import interpreter_class
+
+    cls, desc = interpreter_class()
+
+    def make(n):
+        it = cls(model_content=_fc_model(n, n, n, integer), num_threads=threads)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], np.ones((n, n), np.int8 if integer else np.float32))
+        return it.invoke
+
+    return {**_calibrated(make), "how": f"{desc} FULLY_CONNECTED " + ("int8" if integer else "float32")}
+
+
 def measure(threads: int) -> dict:
     """Both peaks with ``threads`` threads (the caller pins BLAS threads in the environment).
 
@@ -106,11 +168,11 @@ def measure(threads: int) -> dict:
     """
     fp32, int8 = [numpy_fp32()], []
     for integer, sink in ((False, fp32), (True, int8)):
-        try:
-            sink.append(ort_gemm(integer, threads))
-        except Exception as exc:  # noqa: BLE001 - a missing runtime leaves only the numpy figure
-            sink.append({"gops": None, "how": "onnxruntime " + ("MatMulInteger" if integer else "MatMul"),
-                         "error": f"{type(exc).__name__}: {exc}"[:300]})
+        for fn, what in ((ort_gemm, "onnxruntime"), (tflite_fc, "LiteRT")):
+            try:
+                sink.append(fn(integer, threads))
+            except Exception as exc:  # noqa: BLE001 - a missing runtime leaves the other figures
+                sink.append({"gops": None, "how": what, "error": f"{type(exc).__name__}: {exc}"[:300]})
 
     def best(xs):
         vals = [x["gops"] for x in xs if x.get("gops")]

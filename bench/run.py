@@ -53,7 +53,8 @@ NO_STDERR = "(no stderr)"
 THREAD_MODES = ("1", "all")
 ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "note", "threads",
             "threads_used", "status", "error", "skipped", "seconds", "runtime", "load_s", "latency", "throughput",
-            "size_bytes", "path", "peak_rss_bytes", "rss", "parity", "notes", "flops", "flops_source")
+            "size_bytes", "path", "peak_rss_bytes", "rss", "parity", "notes", "flops", "flops_source",
+            "convert_s")
 RSS_JOBS = 2
 PROBE_TIMEOUT_S = 600
 POLL_S = 0.2
@@ -87,10 +88,10 @@ def _child_env(threads: int) -> dict[str, str]:
 
 
 def tier(case: dict) -> int:
-    """Run order under a budget: 0 = TFLite/ONNX adapter and raw rows, 1 = the Keras/SavedModel
-    baselines, foreign exports and TF.js wasm, 2 = the slow reference rows (Core ML's numpy
+    """Run order under a budget: 0 = TFLite/ONNX adapter and raw rows and the foreign exports'
+    files, 1 = the Keras/SavedModel baselines and TF.js wasm, 2 = the slow reference rows (Core ML's numpy
     evaluator, TF.js' pure-JS cpu backend). What does not fit is skipped from the end."""
-    if case["format"] in ("tflite", "onnx") and case["kind"] in ("adapter", "raw"):
+    if case["format"] in ("tflite", "onnx") and case["kind"] in ("adapter", "raw", "foreign"):
         return 0
     if case["format"] == "coreml" or (case["format"] == "tfjs" and case.get("backend") == "cpu"):
         return 2
@@ -272,7 +273,7 @@ def _probe_all(runnable: list[dict], work: Path, deadline: float | None, log: Ca
 def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budget | None = None,
         formats: list[str] | None = None, baselines: bool = True, rss: bool = True,
         log: Callable[[str], None] = print, unsafe: bool = False,
-        total_budget: float | None = DEFAULT_BUDGET_S) -> dict:
+        total_budget: float | None = DEFAULT_BUDGET_S, compare_exports: bool = False) -> dict:
     """Benchmark every exported variant under ``dirs`` and return the bench.json document.
 
     Args:
@@ -288,6 +289,9 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
         total_budget: seconds for the whole run (default ``DEFAULT_BUDGET_S`` = 240; None or 0:
             no limit). Cases run in :func:`tier` order, each with a fair share of what is left;
             those that no longer fit get ``status: "skipped"`` rows saying so.
+        compare_exports: also convert each example with Keras' own ``model.export`` (litert,
+            onnx) and the raw converters at their defaults, and time those files (default False;
+            :mod:`edgekit.bench.baselines`; the conversions count against the budget).
 
     Raises:
         EdgekitError: bad input (no manifest, unreadable reference, bad thread setting).
@@ -301,6 +305,12 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
         work = Path(td)
         cases = plan.build([Path(d) for d in dirs], work, formats=formats, baselines=baselines,
                            unsafe=unsafe)
+        if compare_exports:
+            from edgekit.bench import baselines as foreign
+
+            for ex in dict.fromkeys(c["example"] for c in cases):
+                cases += foreign.cases_for([c for c in cases if c["example"] == ex], work, _child_env(1), log,
+                                           formats)
         add_flops(cases)
         runnable = [c for c in cases if not c.get("error")]
         log(f"{len(cases)} cases ({len(cases) - len(runnable)} with a known error) in "
@@ -332,7 +342,8 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
                         "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                         "peak": peaks},
             "settings": {"threads": list(counts), "thread_counts": counts, "budget": dataclasses.asdict(budget),
-                         "total_budget_s": total_budget or None, "throughput_batch": THROUGHPUT_ROWS,
+                         "total_budget_s": total_budget or None, "compare_exports": compare_exports,
+                         "throughput_batch": THROUGHPUT_ROWS,
                          "rss": rss, "rss_threads": 1, "dirs": [str(d) for d in dirs]},
             "rows": rows, "checks": bchecks.evaluate(rows)}
 
@@ -346,7 +357,7 @@ def write(doc: dict, path: Path) -> Path:
 def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = None,
           threads: str | tuple[str, ...] = THREAD_MODES, out: str | Path | None = None, rss: bool = True,
           baselines: bool = True, log: Callable[[str], None] | None = None,
-          budget: float | None = DEFAULT_BUDGET_S) -> dict:
+          budget: float | None = DEFAULT_BUDGET_S, compare_exports: bool = False) -> dict:
     """Benchmark every exported variant under ``path`` (the Python API: ``edgekit.bench(...)``).
 
     Args:
@@ -358,6 +369,7 @@ def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = No
         baselines: include the Keras and SavedModel baselines (default True).
         log: progress sink (default None: silent).
         budget: total seconds (default 240; None or 0: no limit); see :func:`run`.
+        compare_exports: time Keras' own exports and the raw converters' files too (default False).
 
     Returns:
         The bench.json document (``doc["rows"]``: one row per case and thread setting).
@@ -365,7 +377,7 @@ def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = No
     dirs = [Path(p) for p in (path if isinstance(path, list) else [path])]
     modes = (threads,) if isinstance(threads, str) else tuple(threads)
     doc = run(dirs, threads=modes, formats=formats, baselines=baselines, rss=rss,
-              log=log or (lambda _msg: None), total_budget=budget)
+              log=log or (lambda _msg: None), total_budget=budget, compare_exports=compare_exports)
     if out is not None:
         write(doc, Path(out))
     return doc

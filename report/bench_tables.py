@@ -19,7 +19,7 @@ def _ms(v: float | None) -> str:
 
 def row_name(r: dict) -> str:
     """Short label: ``keras.predict``, ``tflite adapter``, ``tfjs raw (wasm)``, ``coreml adapter [ref]``."""
-    if r["kind"] == "baseline":
+    if r["kind"] in ("baseline", "foreign"):
         return r["runner"]
     name = f"{r['format']} {r['kind']}" + (f" ({r['backend']})" if r.get("backend") else "")
     return name + (" [ref eval]" if r["format"] == "coreml" else "")
@@ -53,6 +53,25 @@ def format_table(rows: list[dict]) -> str:
     return render(HEADER, [cells(r) for r in rows], notes=notes)
 
 
+def format_compare(rows: list[dict]) -> str:
+    """edgekit's fp32 files next to Keras' own exports and the raw converters' (``--compare-exports``):
+    conversion time, file size, p50 of the raw call. Empty when the run had no foreign rows."""
+    pick = [r for r in rows if r["kind"] == "foreign" or (r["kind"] == "raw" and r["precision"] == "fp32"
+                                                         and r["format"] in ("tflite", "onnx"))]
+    if not any(r["kind"] == "foreign" for r in pick):
+        return ""
+    pick.sort(key=lambda r: (r["example"], str(r["threads"]), r["format"], r["kind"] != "raw"))
+    body, notes = [], []
+    for r in pick:
+        who = f"edgekit {r['format']} fp32" if r["kind"] == "raw" else r["runner"]
+        conv = r.get("convert_s")
+        body.append([r["example"], str(r["threads"]), r["format"], who, "-" if conv is None else f"{conv:.1f}",
+                     size(r.get("size_bytes")), _ms((r.get("latency") or {}).get("p50_ms"))])
+        notes.append(None if r["status"] == "ok" else f"{r['status']}: {r.get('error') or r.get('skipped') or ''}")
+    return render(("example", "thr", "format", "file from", "convert s", "size", "p50 ms (raw call)"), body,
+                  notes=notes)
+
+
 # ---------------------------------------------------------------- checks
 def _fmt_value(c: dict) -> str:
     v = c["value"]
@@ -62,20 +81,23 @@ def _fmt_value(c: dict) -> str:
         return f"{v:,.0f}x"
     if c["check"] == "overhead_us":
         return f"{v:+.1f} µs"
+    if c["check"] in ("vs_foreign", "int8_speedup"):
+        return f"{v:.2f}x"
     return f"{v:+.1%}" if c["check"].startswith("overhead") else f"{v:.1%}"
 
 
 def summary(checks: list[dict]) -> list[str]:
     """Short lines: per check kind, how many entries meet the target, and the worst value."""
     lines = []
-    for kind in ("speedup", "overhead_b1", "overhead_bN", "size_int8", "size_fp16"):
+    for kind in ("speedup", "overhead_b1", "overhead_bN", "size_int8", "size_fp16", "vs_foreign", "int8_speedup"):
         cs = [c for c in checks if c["check"] == kind]
         if not cs:
             continue
         measured = [c for c in cs if c["value"] is not None]
         met = sum(bool(c["met"]) for c in measured)
         if measured:
-            worst = (min if kind == "speedup" else max)(measured, key=lambda c: c["value"])
+            worst = (min if kind in ("speedup", "vs_foreign", "int8_speedup") else max)(
+                measured, key=lambda c: c["value"])
             where = f"{worst['example']} {worst['subject']}" + (f" threads={worst['threads']}"
                                                                 if worst["threads"] else "")
             tail = f"; worst {_fmt_value(worst)} ({where})"

@@ -36,6 +36,11 @@ def register(subparsers) -> None:
                         "(TFLite/ONNX, then the Keras baselines and TF.js wasm, then Core ML's reference "
                         "evaluator and TF.js cpu), each with a fair share of what is left; cases that no "
                         "longer fit are listed as skipped for the budget")
+    p.add_argument("--compare-exports", action="store_true",
+                   help="also convert each model.keras with Keras' own model.export(format='litert'/'onnx') "
+                        "and the raw converters at their defaults (TFLiteConverter, tf2onnx), and time "
+                        "those files next to edgekit's: conversion time, size, latency (default off; "
+                        "the conversions count against --budget)")
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=None, metavar="FORMAT",
                    help=f"only these formats (default: all of {', '.join(FORMATS)}; baselines always run)")
     p.add_argument("--no-baselines", action="store_true", help="skip the Keras and SavedModel baselines")
@@ -52,7 +57,7 @@ def _bench(args: argparse.Namespace) -> int:
     from edgekit.bench.run import run, write
     from edgekit.bench.timing import Budget
     from edgekit.core.errors import UsageError
-    from edgekit.report.bench_tables import format_checks, format_table, summary
+    from edgekit.report.bench_tables import format_checks, format_compare, format_table, summary
 
     if args.repeat < 1:
         raise UsageError("--repeat must be >= 1", got=args.repeat, expected=">= 1")
@@ -67,8 +72,13 @@ def _bench(args: argparse.Namespace) -> int:
     budget = Budget(repeat=args.repeat, min_time=args.min_time, max_time=args.max_time)
     doc = run(args.dirs, threads=threads, budget=budget, formats=args.formats,
               baselines=not args.no_baselines, rss=not args.no_rss, unsafe=args.unsafe,
-              log=lambda msg: print(msg, file=sys.stderr, flush=True), total_budget=args.budget or None)
+              log=lambda msg: print(msg, file=sys.stderr, flush=True), total_budget=args.budget or None,
+              compare_exports=args.compare_exports)
     print(format_table(doc["rows"]))
+    compare = format_compare(doc["rows"])
+    if compare:
+        print("\nedgekit's files vs Keras' own exports and the raw converters (defaults):")
+        print(compare)
     if doc["checks"]:
         print("\ntargets (reported, not enforced):")
         print("\n".join("  " + s for s in summary(doc["checks"])))

@@ -176,6 +176,36 @@ def test_report_section(benched, art, tmp_path):
     assert section_for(tmp_path / "nowhere") == ""
 
 
+def test_flops_and_percent_of_peak(benched):
+    _, doc, _ = benched
+    pk = doc["machine"]["peak"]["1"]
+    assert pk["fp32_gflops"] > 0 and pk["int8_gops"] > 0, pk
+    tfl = [r for r in doc["rows"] if r["format"] == "tflite" and r["status"] == "ok"]
+    assert tfl and len({r["flops"] for r in tfl}) == 1 and tfl[0]["flops"] > 0  # every precision: one graph
+    for r in tfl:
+        assert r["gflops"] > 0 and r["pct_peak"] > 0 and "tflite graph" in r["flops_source"], r
+        assert r["peak_gops"] == (pk["int8_gops"] if r["precision"].startswith("int8") else pk["fp32_gflops"])
+    keras = next(r for r in doc["rows"] if r["runner"] == "keras.call")
+    assert keras["flops"] == tfl[0]["flops"] and "the example's fp32" in keras["flops_source"]
+
+
+@pytest.mark.slow
+def test_compare_exports_times_keras_own_exports_and_the_raw_converters(art, tmp_path):
+    out = tmp_path / "bench.json"
+    r = _edgekit("bench", str(art / EXAMPLE), "--threads", "1", "--formats", "tflite", "--no-rss",
+                 "--no-baselines", "--repeat", "3", "--min-time", "0", "--compare-exports", "--budget", "0",
+                 "--out", str(out), timeout=900)
+    doc = json.loads(out.read_text())
+    foreign = {x["runner"]: x for x in doc["rows"] if x["kind"] == "foreign"}
+    assert set(foreign) == {"keras.export.litert", "tflite.converter"}, r.stderr[-2000:]  # --formats tflite
+    for x in foreign.values():
+        assert x["format"] == "tflite" and x["convert_s"] > 0, x
+        assert x["status"] == "ok" and x["size_bytes"] > 0 and x["latency"]["p50_ms"] > 0, x
+    checks = [c for c in doc["checks"] if c["check"] == "vs_foreign"]
+    assert len(checks) == 2 and all(c["value"] > 0 for c in checks), checks
+    assert "Keras' own exports" in r.stdout and "keras.export.litert" in r.stdout
+
+
 def test_progress_is_a_line_per_case_on_stderr(benched):
     r, doc, _ = benched
     lines = [ln for ln in r.stderr.splitlines() if re.match(r"^\[\s*\d+/\d+ \d+:\d\d ETA ", ln)]
