@@ -197,6 +197,7 @@ class TfjsRunner(Runner):
         if self.options["backend"] not in BACKENDS:
             raise UsageError("unknown TF.js backend", got=self.options["backend"], expected=list(BACKENDS))
         self._server: NodeServer | None = None
+        self._request_op: dict | None = None  # {"op": "execute", "names": [...]} while exposing intermediates
 
     def _load(self) -> None:
         if not (self.path / "model.json").is_file():
@@ -235,8 +236,8 @@ class TfjsRunner(Runner):
                            "offset": offset, "nbytes": len(data)})
             blobs.append(data)
             offset += len(data)
-        reply, body = self._server.request({"op": "predict", "handle": self._handle, "arrays": arrays},
-                                           b"".join(blobs))
+        request = {**(self._request_op or {"op": "predict"}), "handle": self._handle, "arrays": arrays}
+        reply, body = self._server.request(request, b"".join(blobs))
         result = {}
         declared = {o.name: np.dtype(o.dtype) for o in self.outputs}
         for a in reply["arrays"]:
@@ -250,6 +251,34 @@ class TfjsRunner(Runner):
                 arr = arr.astype(want)
             result[a["name"]] = arr
         return result
+
+    # ---------------------------------------------------------------- intermediates (edgekit explain)
+    supports_intermediates = True
+
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray]):
+        """Every computing node of the graph (``model.json`` order: topological), run with
+        ``model.executeAsync(inputs, nodeNames)`` on this backend."""
+        import json
+
+        from edgekit.runtime.intermediates import Intermediates, Producer
+
+        topo = json.loads((self.path / "model.json").read_text()).get("modelTopology") or {}
+        nodes = [n for n in topo.get("node", []) if n.get("op") not in ("Const", "Placeholder", "NoOp")]
+        consts = {n["name"] for n in topo.get("node", []) if n.get("op") == "Const"}
+        names = [n["name"] for n in nodes]
+        saved = self._request_op
+        self._request_op = {"op": "execute", "names": names}
+        try:
+            values = self._predict_impl(feeds)
+        finally:
+            self._request_op = saved
+        producers = {n["name"]: Producer(n["op"], n["name"], tuple(i.split(":")[0].lstrip("^")
+                                                                   for i in n.get("input", [])
+                                                                   if i.split(":")[0].lstrip("^") not in consts))
+                     for n in nodes}
+        ordered = {n: values[n] for n in names if n in values}
+        outputs = {o.name: o.name for o in self.outputs if o.name in ordered}
+        return Intermediates(ordered, producers, outputs=outputs)
 
     def _close(self) -> None:
         server, self._server = self._server, None

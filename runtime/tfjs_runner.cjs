@@ -8,7 +8,8 @@
 // Arrays travel in the payload as raw little-endian bytes described in the header by
 // {name, dtype, shape, offset, nbytes}, so NaN/Inf and every bit are preserved.
 // Requests: {id, op: "hello"} | {id, op: "load", dir} | {id, op: "predict", handle, arrays}
-//           | {id, op: "dispose", handle}.
+//           | {id, op: "dispose", handle}
+//           | {id, op: "execute", handle, arrays, names}: the named nodes' values (edgekit explain).
 // Replies:  {id, ok: true, ...} or {id, ok: false, error}. Logs go to stderr only: stdout
 // carries nothing but frames (console.* is redirected).
 'use strict';
@@ -87,7 +88,7 @@ async function load(dir) {
   return {handle, inputs, outputs};
 }
 
-async function predict(req, payload) {
+async function predict(req, payload, nodeNames) {
   const entry = models.get(req.handle);
   if (!entry) throw new Error(`no model with handle ${req.handle} (disposed?)`);
   const feeds = {};
@@ -101,7 +102,7 @@ async function predict(req, payload) {
       const ab = payload.buffer.slice(payload.byteOffset + a.offset, payload.byteOffset + a.offset + a.nbytes);
       feeds[a.name] = tf.tensor(new Ctor(ab), a.shape, a.dtype);
     }
-    const names = entry.outputs.map((o) => o.name);
+    const names = nodeNames || entry.outputs.map((o) => o.name);
     let result = await entry.model.executeAsync(feeds, names);
     if (!Array.isArray(result)) result = [result];
     let offset = 0;
@@ -129,6 +130,8 @@ async function handle(req, payload) {
       return [await load(req.dir), null];
     case 'predict':
       return predict(req, payload);
+    case 'execute':
+      return predict(req, payload, req.names);
     case 'dispose': {
       const entry = models.get(req.handle);
       if (entry) entry.model.dispose();

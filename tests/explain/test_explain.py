@@ -18,13 +18,14 @@ def _by_format(report) -> dict:
     return {f"{v.format}/{v.precision}": v for v in report.variants}
 
 
-def test_perturbed_dense_named_in_tflite_and_onnx(perturbed):
+@pytest.mark.node
+def test_perturbed_dense_named_in_tflite_onnx_and_tfjs(perturbed):
     import edgekit
 
     export, original = perturbed("mlp", "d2")
     report = edgekit.explain(export, keras=original)
     got = _by_format(report)
-    assert set(got) == {"tflite/fp32", "onnx/fp32"}
+    assert set(got) == {"tflite/fp32", "onnx/fp32", "tfjs/fp32"}
     for name, v in got.items():
         assert v.status == "explained", (name, v.note)
         d = v.first_divergent
@@ -35,6 +36,7 @@ def test_perturbed_dense_named_in_tflite_and_onnx(perturbed):
     assert "first divergent layer: d2" in report.table()
 
 
+@pytest.mark.node
 def test_unperturbed_export_has_no_divergent_layer(perturbed):
     """The same export against its own (perturbed) model: every compared layer within fp32 tolerance."""
     import edgekit
@@ -47,12 +49,15 @@ def test_unperturbed_export_has_no_divergent_layer(perturbed):
         assert len(compared) >= 4 and max(x.max_abs_err for x in compared) < 1e-5
 
 
-def test_perturbed_conv_named_in_tflite_and_onnx(perturbed):
-    """Conv layers: ONNX computes them NCHW between Transposes; the layer is still found and named."""
+@pytest.mark.node
+def test_perturbed_conv_named_in_tflite_onnx_and_tfjs(perturbed):
+    """Conv layers: ONNX computes them NCHW between Transposes, TF.js' graph moves the ReLU after the
+    pooling; the layer is still found and named in each."""
     import edgekit
 
     export, original = perturbed("cnn", "c2")
     report = edgekit.explain(export, keras=original)
+    assert len(report.variants) == 3
     for v in report.variants:
         assert v.first_divergent is not None and v.first_divergent.layer == "c2", report.table()
         assert next(x for x in v.layers if x.layer == "c1").status == "ok"
