@@ -369,7 +369,9 @@ def _source_entry(spec, src, tmp: Path, as_live: str | None) -> dict:
             return str(p)
 
     keras = src.keras_path
+    model = getattr(src, "keras_model", None)
     return {"kind": "live" if as_live else src.kind, "path": as_live or spec.display,
+            "model_sha256": _model_digest(model) if model is not None else None,
             "saved_model": rel(src.saved_model_dir), "fingerprint": src.fingerprint,
             "fingerprint_algorithm": "sha256_tree",
             "keras": rel(keras), "keras_sha256": sha256_file(keras) if keras is not None else None,
@@ -378,6 +380,28 @@ def _source_entry(spec, src, tmp: Path, as_live: str | None) -> dict:
             "example": src.name if src.example else None,
             "task": src.task, "labels": src.labels, "signature": src.signature_key,
             "inputs": src.inputs, "outputs": src.outputs}
+
+
+def _model_digest(model) -> str | None:
+    """sha256 over a Keras model's config and weights: the same model gives the same digest, while
+    its SavedModel re-export (and a fresh ``model.save``) differ byte-wise from run to run."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    try:
+        h.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    except Exception:  # noqa: BLE001 - a subclassed model without get_config: the weights decide
+        h.update(type(model).__qualname__.encode())
+    try:
+        for w in model.weights:
+            a = np.ascontiguousarray(np.asarray(w))
+            h.update(f"{w.path}:{a.dtype}:{a.shape}".encode())
+            h.update(a.tobytes())
+    except Exception:  # noqa: BLE001 - no digest: the SavedModel fingerprint identifies the source
+        return None
+    return h.hexdigest()
 
 
 def _run_variant(exp, src, prec: Precision, tmp: Path, options: ExportOptions, quiet: bool):

@@ -164,8 +164,11 @@ def variant_key(entry: dict) -> tuple[str, str]:
 
 
 def source_identity(source: dict) -> str | None:
-    """What says "the same model" across exports: the ``.keras`` file's sha256 for a Keras file
-    source (its re-exported SavedModel need not be byte-identical), else the SavedModel tree's."""
+    """What says "the same model" across exports: for a live model the digest of its config and
+    weights (``model_sha256``), for a ``.keras`` file the file's sha256 (a re-exported SavedModel
+    is not byte-identical from run to run), else the SavedModel tree's (``fingerprint``)."""
+    if source.get("kind") == "live" and source.get("model_sha256"):
+        return source["model_sha256"]
     return source.get("source_sha256") or source.get("fingerprint")
 
 

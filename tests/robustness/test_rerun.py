@@ -180,6 +180,25 @@ def test_keras_source_keeps_its_model_and_golden_file_unless_it_changed(tmp_path
     assert target.saved_model is not None                    # the new SavedModel, its fingerprint recorded
 
 
+def test_live_model_is_the_same_source_until_its_weights_change(tmp_path):
+    """A live keras.Model is identified by its config and weights (its SavedModel re-export differs
+    byte-wise from run to run): the same model keeps the other variants current, new weights make
+    them stale."""
+    import keras
+
+    from edgekit.export.api import export_model
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)])
+    out = tmp_path / "exports"
+    assert export_model(m, out, formats=["tflite"], precisions=["fp32"]).ok
+    assert export_model(m, out, formats=["onnx"], precisions=["fp32"]).ok
+    assert not [e for e in mf.load(out).data["artifacts"] if e.get("stale")]
+    m.set_weights([w * 2 for w in m.get_weights()])
+    assert export_model(m, out, formats=["onnx"], precisions=["fp32"]).ok
+    assert [e["format"] for e in mf.load(out).data["artifacts"] if e.get("stale")] == ["tflite"]
+
+
 def test_second_run_refuses_in_one_line_while_the_first_holds_the_lock(fresh):
     from edgekit.core.lock import lock_path, read_owner, run_lock
 
