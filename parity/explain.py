@@ -196,7 +196,13 @@ def explain_variant(target, art, path: Path, keras, model_name: str, overrides=N
     v = VariantExplanation(art.format, art.precision, art.path)
     ref = target.reference
     try:
-        tol = tolerances_for(art.format, art.precision, list(ref.outputs), overrides)[""]
+        if art.format == "savedmodel":
+            import edgekit.parity.reference  # noqa: F401  (registers the savedmodel runner)
+            from edgekit.parity.verify import SAVEDMODEL_TOLERANCE
+
+            tol = SAVEDMODEL_TOLERANCE[""]
+        else:
+            tol = tolerances_for(art.format, art.precision, list(ref.outputs), overrides)[""]
         with open_model(path, format=art.format, **_runner_options(art.format, backend)) as runner:
             v.runtime = runner.runtime_name
             if not runner.supports_intermediates:
@@ -270,7 +276,10 @@ def explain(export_dir: Path | str, formats: list[str] | None = None, precisions
     target = load_target(manifest, unsafe=unsafe)
     model, layers = load_keras_layers(target, unsafe, keras)
     report = ExplainReport(str(manifest.parent), keras_layers=len(layers.layers), skipped_layers=layers.skipped)
-    for art, path in target.artifacts:
+    arts = list(target.artifacts)
+    if target.saved_model is not None and not formats:  # as verify: the exported SavedModel is a row too
+        arts.insert(0, target.saved_model)
+    for art, path in arts:
         if (formats and art.format not in formats) or (precisions and art.precision not in precisions):
             continue
         backend = "cpu" if art.format == "tfjs" else None

@@ -3,7 +3,8 @@
 Converters keep the Keras layer path in their tensor and op names: TFLite
 ``StatefulPartitionedCall/functional_1/d1_1/MatMul;.../d1_1/Relu`` (fused ops join the names of
 what they fused with ``;``), ONNX ``PartitionedCall/.../functional_1/d1_1/Relu:0``, TF.js
-``StatefulPartitionedCall/functional_1/d1_1/Relu``. The segment after the model's own name
+``StatefulPartitionedCall/functional_1/d1_1/Relu``, Core ML's MIL the same with ``/`` turned into
+``_`` (``..._functional_1_d1_1_Relu``). The segment after the model's own name
 (``functional_1``: the Keras tracing scope appends ``_<n>``) is the layer.
 
 For each Keras layer (in layer order) its tensor is the last one, in execution order, that
@@ -40,6 +41,10 @@ def layer_of_path(path: str, model_name: str, names: set[str]) -> str | None:
     segment naming a layer. ``d1_1`` names layer ``d1`` (tracing suffix) unless a layer is called
     ``d1_1`` and no layer ``d1`` exists.
     """
+    if "/" not in path and model_name:
+        found = _sanitized(path, model_name, names)
+        if found is not None:
+            return found
     segs = [_strip(s) for s in path.split("/") if s]
     for i, seg in enumerate(segs[:-1]):
         if _is(seg, model_name) and seg not in names:
@@ -50,6 +55,21 @@ def layer_of_path(path: str, model_name: str, names: set[str]) -> str | None:
         found = _resolve(seg, names)
         if found is not None:
             return found
+    return None
+
+
+def _sanitized(path: str, model_name: str, names: set[str]) -> str | None:
+    """A name whose ``/`` became ``_`` (Core ML's MIL: ``..._mlp_1_d1_1_MatMul``): the layer right
+    after the model's scope, its tracing suffix ``_<n>`` preferred."""
+    m = re.search(r"(?:^|_)" + re.escape(model_name) + r"(?:_\d+)?_(.+)$", path)
+    if m is None:
+        return None
+    rest = m.group(1)
+    ordered = sorted(names, key=len, reverse=True)
+    for pattern in (r"_\d+(?:_|$)", r"(?:_|$)"):
+        for name in ordered:
+            if re.match(re.escape(name) + pattern, rest):
+                return name
     return None
 
 

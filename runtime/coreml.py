@@ -179,5 +179,20 @@ class CoreMLRunner(Runner):
         out = self._evaluate(feeds)
         return {o.name: np.asarray(out[o.name]).astype(o.dtype, copy=False) for o in self.outputs}
 
+    # ---------------------------------------------------------------- intermediates (edgekit explain)
+    supports_intermediates = True
+
+    def _intermediates_impl(self, feeds: dict[str, np.ndarray]):
+        """Every op output of the numpy reference evaluator's run (off macOS; Core ML itself exposes none)."""
+        from edgekit.core.errors import Unverifiable
+        from edgekit.runtime.intermediates import Intermediates, Producer
+
+        if self._eval is None:
+            raise Unverifiable("Core ML (the native runtime) does not expose intermediate tensors",
+                               got=self.runtime_name, expected="the numpy reference evaluator (off macOS)")
+        values = self._eval(feeds, keep_all=True)
+        producers = {name: Producer(op, op_name, ins) for name, op, op_name, ins in self._eval.producers()}
+        return Intermediates(values, producers, outputs={o.name: o.name for o in self.outputs if o.name in values})
+
     def _close(self) -> None:
         self._model = self._eval = self._evaluate = None

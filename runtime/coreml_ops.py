@@ -309,7 +309,9 @@ class MilEvaluator:
                 return val
         return val  # strings (cast dtypes, pad types, modes)
 
-    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, feeds: dict[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+        """Run the function; returns its outputs, or with ``keep_all`` (default False) every op output
+        in op order (``edgekit explain``)."""
         env: dict[str, Any] = dict(self.consts)
         for name, var in self.function.inputs.items():
             env[name] = np.asarray(feeds[name], dtype=_out_dtype(var))
@@ -329,4 +331,16 @@ class MilEvaluator:
                                      expected=len(op.outputs))
             for var, val in zip(op.outputs, result, strict=True):
                 env[var.name] = np.asarray(val).astype(self.dtypes[var.name], copy=False)
+        if keep_all:
+            return {v.name: env[v.name] for op in self.ops for v in op.outputs}
         return {name: env[name] for name in self.output_names}
+
+    def producers(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
+        """``(output var, op type, op name, input vars that are not consts)`` per op output, in op order."""
+        out = []
+        for op in self.ops:
+            ins = tuple(v.name for value in op.inputs.values()
+                        for v in (value if isinstance(value, (tuple, list)) else (value,))
+                        if v.name not in self.consts)
+            out.extend((var.name, op.op_type, op.name, ins) for var in op.outputs)
+        return out

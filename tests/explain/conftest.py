@@ -33,10 +33,11 @@ def perturbed(explain_root):
     """Factory: ``perturbed(name, layer, formats) -> (export of the perturbed model, original model.keras)``.
 
     The export is of ``models.<name>()`` with ``layer``'s kernel moved (:func:`models.perturb`), fp32 only;
-    its golden inputs are the model's own. TF.js files run in Node (tfjs cpu backend).
+    its golden inputs are the model's own. TF.js files run in Node (tfjs cpu backend),
+    Core ML files in the numpy reference evaluator.
     """
 
-    def get(name: str, layer: str, formats=("tflite", "onnx", "tfjs")):
+    def get(name: str, layer: str, formats=("tflite", "onnx", "tfjs", "coreml")):
         d = explain_root / name
         d.mkdir(exist_ok=True)
         original, inputs = d / "model.keras", d / "inputs.npz"

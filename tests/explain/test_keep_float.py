@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 
 def _rows(report) -> dict:
@@ -42,6 +43,7 @@ def test_plain_int8_fails_and_auto_keep_float_passes(saturating_export, tmp_path
     assert any("spike" in n and t == "float32" for n, t in dtypes.items())
 
 
+@pytest.mark.slow
 def test_keep_float_named_layers_and_a_bad_name(saturating_export, tmp_path):
     import edgekit
 
