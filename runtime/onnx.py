@@ -44,10 +44,15 @@ class OnnxRunner(Runner):
         intra_op_num_threads: threads inside one operator (default None = onnxruntime's default,
             one per core).
         inter_op_num_threads: threads across operators (default None = onnxruntime's default).
+        graph_optimization_level: ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"`` (default
+            None = onnxruntime's default, all).
+        tuning: apply the settings ``edgekit bench --tune`` recorded for this file in its manifest
+            to every option left at None (default True; see :mod:`edgekit.runtime.tuning`).
     """
 
     format = "onnx"
-    OPTIONS = {"intra_op_num_threads": None, "inter_op_num_threads": None}
+    OPTIONS = {"intra_op_num_threads": None, "inter_op_num_threads": None, "graph_optimization_level": None,
+               "tuning": True}
 
     def _load(self) -> None:
         try:
@@ -57,6 +62,12 @@ class OnnxRunner(Runner):
                                   expected="pip install onnxruntime (or make setup)") from exc
         so = ort.SessionOptions()
         so.log_severity_level = 3
+        from edgekit.runtime.tuning import apply as apply_tuning
+        from edgekit.runtime.tuning import ort_level
+
+        apply_tuning(self)
+        if self.options["graph_optimization_level"] is not None:
+            so.graph_optimization_level = ort_level(ort, self.options["graph_optimization_level"])
         if self.options["intra_op_num_threads"] is not None:
             so.intra_op_num_threads = int(self.options["intra_op_num_threads"])
         if self.options["inter_op_num_threads"] is not None:

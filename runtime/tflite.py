@@ -133,13 +133,19 @@ class TFLiteRunner(Runner):
     Options:
         num_threads: interpreter threads (default None = the runtime's own default).
         signature: signature key to use (default None = ``serving_default`` or the only one).
+        tuning: apply the settings ``edgekit bench --tune`` recorded for this file in its manifest
+            (the XNNPACK thread count) to every option left at None (default True; see
+            :mod:`edgekit.runtime.tuning`).
     """
 
     format = "tflite"
-    OPTIONS = {"num_threads": None, "signature": None}
+    OPTIONS = {"num_threads": None, "signature": None, "tuning": True}
 
     def _load(self) -> None:
         cls, desc = interpreter_class()
+        from edgekit.runtime.tuning import apply as apply_tuning
+
+        apply_tuning(self)
         kwargs = {"model_path": str(self.path)}
         if self.options["num_threads"] is not None:
             kwargs["num_threads"] = int(self.options["num_threads"])
