@@ -150,7 +150,7 @@ def build(dirs: list[Path], work: Path, formats: list[str] | None = None,
         sm = _saved_model_dir(man, example_dir)
         common = {"example": example, "example_dir": str(example_dir) if example_dir else None,
                   "inputs_file": str(inputs_file), "task": info.get("task") or man.source.get("task"),
-                  "unsafe": bool(unsafe), "sources": {
+                  "unsafe": bool(unsafe), "manifest": str(mpath), "sources": {
                       "keras": str(keras_file) if keras_file and keras_file.is_file() else None,
                       "saved_model": str(sm) if sm else None}}
         if baselines:
@@ -226,7 +226,7 @@ def _artifact_cases(man: mf.Manifest, art: mf.Artifact, common: dict, parity: Pa
         out.append(_case(common, "adapter", "adapter", art.format, art.precision, backend, path,
                          int(art.size_bytes), label=f"edgekit {art.format} adapter{tag}", note=note,
                          error=err, parity=par))
-        out[-1]["convert_s"] = art.raw.get("seconds")
+        out[-1].update(convert_s=art.raw.get("seconds"), artifact_path=art.path, tuning=art.raw.get("tuning"))
         if art.format in RAW_FORMATS:
             out.append(_case(common, "raw", "raw", art.format, art.precision, backend, path, int(art.size_bytes),
                              label=f"raw {art.format} call{tag}", note=RAW_NOTE[art.format], error=err,

@@ -54,7 +54,7 @@ THREAD_MODES = ("1", "all")
 ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "note", "threads",
             "threads_used", "status", "error", "skipped", "seconds", "runtime", "load_s", "latency", "throughput",
             "size_bytes", "path", "peak_rss_bytes", "rss", "parity", "notes", "flops", "flops_source",
-            "convert_s")
+            "convert_s", "tuning")
 RSS_JOBS = 2
 PROBE_TIMEOUT_S = 600
 POLL_S = 0.2
@@ -62,6 +62,8 @@ POLL_S = 0.2
 DEFAULT_BUDGET_S = 240.0
 #: share of the total budget kept for the peak-RSS probes (when they run).
 RSS_SHARE = 0.15
+#: share of the total budget ``--tune`` may use (at the start).
+TUNE_SHARE = 0.25
 
 
 def cpu_count() -> int:
@@ -171,14 +173,21 @@ def time_cases(cases: list[dict], threads: int, budget: Budget, work: Path,
     return results
 
 
-def probe_rss(case: dict, work: Path, threads: int = 1) -> dict:
-    """Peak RSS of a fresh process that only loads and runs ``case`` (see :mod:`edgekit.bench.rss_probe`)."""
+def probe_rss(case: dict, work: Path, threads: int = 1, deadline: float | None = None) -> dict:
+    """Peak RSS of a fresh process that only loads and runs ``case`` (see :mod:`edgekit.bench.rss_probe`);
+    a probe still running at ``deadline`` (a ``time.time()``; default None: none) is stopped and
+    reported as skipped for the budget."""
     f = work / f"probe-{abs(hash(case['key']))}.json"
     f.write_text(json.dumps(case))
+    timeout = PROBE_TIMEOUT_S if deadline is None else min(PROBE_TIMEOUT_S, deadline - time.time())
+    if timeout <= 0:
+        return {"skipped": "budget: no time left for the peak-RSS probe"}
     try:
         r = subprocess.run([sys.executable, "-m", "edgekit.bench.rss_probe", str(f), "--threads", str(threads)],
-                           capture_output=True, text=True, env=_child_env(threads), timeout=PROBE_TIMEOUT_S)
+                           capture_output=True, text=True, env=_child_env(threads), timeout=timeout)
     except subprocess.TimeoutExpired:
+        if deadline is not None and timeout < PROBE_TIMEOUT_S:
+            return {"skipped": "budget: the peak-RSS probe was stopped at the end of the budget"}
         return {"error": f"rss probe timed out after {PROBE_TIMEOUT_S} s"}
     if r.returncode != 0 or not r.stdout.strip():
         return {"error": f"rss probe failed (exit {r.returncode}): {tail(r.stderr, 3, NO_STDERR)}"}
@@ -263,17 +272,18 @@ def _probe_all(runnable: list[dict], work: Path, deadline: float | None, log: Ca
     def one(c: dict) -> dict:
         if deadline is not None and time.time() > deadline - 1.0:
             return {"skipped": "budget: no time left for the peak-RSS probe"}
-        return probe_rss(c, work)
+        return probe_rss(c, work, deadline=deadline)
 
-    log(f"probing peak RSS of {len(runnable)} cases ({RSS_JOBS} at a time)")
+    order = sorted(runnable, key=tier)  # the light runtimes first: TensorFlow's probes are the slow ones
+    log(f"probing peak RSS of {len(order)} cases ({RSS_JOBS} at a time)")
     with ThreadPoolExecutor(max_workers=RSS_JOBS) as pool:
-        return {c["key"]: res for c, res in zip(runnable, pool.map(one, runnable), strict=True)}
+        return {c["key"]: res for c, res in zip(order, pool.map(one, order), strict=True)}
 
 
 def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budget | None = None,
         formats: list[str] | None = None, baselines: bool = True, rss: bool = True,
         log: Callable[[str], None] = print, unsafe: bool = False,
-        total_budget: float | None = DEFAULT_BUDGET_S, compare_exports: bool = False) -> dict:
+        total_budget: float | None = DEFAULT_BUDGET_S, compare_exports: bool = False, tune: bool = False) -> dict:
     """Benchmark every exported variant under ``dirs`` and return the bench.json document.
 
     Args:
@@ -292,6 +302,9 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
         compare_exports: also convert each example with Keras' own ``model.export`` (litert,
             onnx) and the raw converters at their defaults, and time those files (default False;
             :mod:`edgekit.bench.baselines`; the conversions count against the budget).
+        tune: first choose each TFLite/ONNX file's threads (and ONNX graph-optimisation level) by
+            measurement and record them in its manifest's ``tuning`` entry, which ``edgekit.load``
+            applies (default False; :mod:`edgekit.bench.tune`).
 
     Raises:
         EdgekitError: bad input (no manifest, unreadable reference, bad thread setting).
@@ -311,6 +324,15 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
             for ex in dict.fromkeys(c["example"] for c in cases):
                 cases += foreign.cases_for([c for c in cases if c["example"] == ex], work, _child_env(1), log,
                                            formats)
+        tuned: dict[str, dict] = {}
+        if tune:
+            from edgekit.bench.tune import tune_cases
+
+            log("tuning runtime settings per file (recorded in the manifests)")
+            tuned = tune_cases(cases, cpu_count(), None if end is None else start + total_budget * TUNE_SHARE, log)
+            for c in cases:
+                if c["path"] in tuned and "options" in tuned[c["path"]] and c["kind"] == "adapter":
+                    c["tuning"] = tuned[c["path"]]
         add_flops(cases)
         runnable = [c for c in cases if not c.get("error")]
         log(f"{len(cases)} cases ({len(cases) - len(runnable)} with a known error) in "
@@ -343,6 +365,7 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
                         "peak": peaks},
             "settings": {"threads": list(counts), "thread_counts": counts, "budget": dataclasses.asdict(budget),
                          "total_budget_s": total_budget or None, "compare_exports": compare_exports,
+                         "tune": tune, "tuned": tuned,
                          "throughput_batch": THROUGHPUT_ROWS,
                          "rss": rss, "rss_threads": 1, "dirs": [str(d) for d in dirs]},
             "rows": rows, "checks": bchecks.evaluate(rows)}
@@ -357,7 +380,7 @@ def write(doc: dict, path: Path) -> Path:
 def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = None,
           threads: str | tuple[str, ...] = THREAD_MODES, out: str | Path | None = None, rss: bool = True,
           baselines: bool = True, log: Callable[[str], None] | None = None,
-          budget: float | None = DEFAULT_BUDGET_S, compare_exports: bool = False) -> dict:
+          budget: float | None = DEFAULT_BUDGET_S, compare_exports: bool = False, tune: bool = False) -> dict:
     """Benchmark every exported variant under ``path`` (the Python API: ``edgekit.bench(...)``).
 
     Args:
@@ -370,6 +393,7 @@ def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = No
         log: progress sink (default None: silent).
         budget: total seconds (default 240; None or 0: no limit); see :func:`run`.
         compare_exports: time Keras' own exports and the raw converters' files too (default False).
+        tune: choose and record each file's runtime settings first (default False); see :func:`run`.
 
     Returns:
         The bench.json document (``doc["rows"]``: one row per case and thread setting).
@@ -377,7 +401,8 @@ def bench(path: str | Path | list[str | Path], *, formats: list[str] | None = No
     dirs = [Path(p) for p in (path if isinstance(path, list) else [path])]
     modes = (threads,) if isinstance(threads, str) else tuple(threads)
     doc = run(dirs, threads=modes, formats=formats, baselines=baselines, rss=rss,
-              log=log or (lambda _msg: None), total_budget=budget, compare_exports=compare_exports)
+              log=log or (lambda _msg: None), total_budget=budget, compare_exports=compare_exports,
+              tune=tune)
     if out is not None:
         write(doc, Path(out))
     return doc

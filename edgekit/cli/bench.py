@@ -41,6 +41,10 @@ def register(subparsers) -> None:
                         "and the raw converters at their defaults (TFLiteConverter, tf2onnx), and time "
                         "those files next to edgekit's: conversion time, size, latency (default off; "
                         "the conversions count against --budget)")
+    p.add_argument("--tune", action="store_true",
+                   help="first choose each TFLite/ONNX file's threads (1 or all cores) and ONNX Runtime "
+                        "graph-optimisation level by measurement and record them in the manifest "
+                        "('tuning' per artifact); edgekit.load applies them by default (default off)")
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=None, metavar="FORMAT",
                    help=f"only these formats (default: all of {', '.join(FORMATS)}; baselines always run)")
     p.add_argument("--no-baselines", action="store_true", help="skip the Keras and SavedModel baselines")
@@ -73,7 +77,7 @@ def _bench(args: argparse.Namespace) -> int:
     doc = run(args.dirs, threads=threads, budget=budget, formats=args.formats,
               baselines=not args.no_baselines, rss=not args.no_rss, unsafe=args.unsafe,
               log=lambda msg: print(msg, file=sys.stderr, flush=True), total_budget=args.budget or None,
-              compare_exports=args.compare_exports)
+              compare_exports=args.compare_exports, tune=args.tune)
     print(format_table(doc["rows"]))
     compare = format_compare(doc["rows"])
     if compare:
