@@ -17,19 +17,16 @@ silenced only for the duration of the call (``quiet=True``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from edgekit.core.errors import InputError, OutputError, UsageError
-from edgekit.core.fsutil import TMP_PREFIX, atomic_dir, clean_stale_tmp, sha256_file, sha256_tree, tree_size
+from edgekit.core.fsutil import TMP_PREFIX, atomic_dir, clean_stale_tmp, sha256_tree, tree_size
 from edgekit.core.lock import run_lock
 from edgekit.core.text import error_lines
 from edgekit.core.version import __version__
@@ -37,6 +34,9 @@ from edgekit.export import partial, registry
 from edgekit.export import source as source_mod
 from edgekit.export.base import ExportOptions, ExportReport, Precision, VariantResult
 from edgekit.export.golden import golden_for, write_reference
+from edgekit.export.quiet import quiet_output as _quiet
+from edgekit.export.records import metadata as _metadata
+from edgekit.export.records import source_entry as _source_entry
 
 OPSET_RANGE = (10, 18)  # tf2onnx 1.17 converts up to opset 18; quantize_dynamic needs >= 10
 CALIBRATION_HOW = ("--calibration FILE.npz (arrays keyed by input name, shape (N, ...), in the inputs' "
@@ -70,73 +70,6 @@ def _check_out(out: Path, protected: Path | None) -> None:
     except OSError as exc:
         raise OutputError("output directory is not writable", got=f"{out} ({exc.strerror})",
                           expected="a directory you can write to") from exc
-
-
-def _metadata(src) -> dict:
-    meta = {"edgekit_version": __version__, "name": src.name, "signature": src.signature_key,
-            "source_fingerprint": src.fingerprint,
-            "inputs": json.dumps(src.input_names), "outputs": json.dumps(src.output_names)}
-    if src.example:
-        labels = src.labels
-        meta.update(example=src.name, task=str(src.task), labels=json.dumps(labels))
-        out0 = src.output_names[0]
-        if src.task == "binary":
-            pos = repr(labels[-1]) if labels else "the positive class"
-            meta["output_meaning"] = f"{out0}: probability of {pos}"
-        elif src.task == "multiclass":
-            meta["output_meaning"] = f"{out0}: class probabilities in the order of labels"
-        elif src.task == "regression":
-            meta["output_meaning"] = f"{out0}: predicted target, raw scale"
-    return meta
-
-
-@contextlib.contextmanager
-def _quiet(enabled: bool):
-    """Silence converter chatter (Python prints, logging, tqdm bars, native stderr) for the block."""
-    if not enabled:
-        yield
-        return
-    import io
-    import logging
-    import warnings
-
-    env_before = {k: os.environ.get(k) for k in ("TF_CPP_MIN_LOG_LEVEL", "TQDM_DISABLE")}
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    saved_fds = []
-    sink = None
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        sink = open(os.devnull, "w")  # noqa: SIM115 - closed in finally
-        for fd in (1, 2):
-            try:
-                saved_fds.append((fd, os.dup(fd)))
-                os.dup2(sink.fileno(), fd)
-            except OSError:
-                pass
-    except OSError:
-        pass
-    root = logging.getLogger()
-    old_level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(old_level)
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        for fd, saved in reversed(saved_fds):
-            os.dup2(saved, fd)
-            os.close(saved)
-        if sink is not None:
-            sink.close()
 
 
 def export_model(source, out: Path | None = None, formats: list[str] | None = None,
@@ -353,55 +286,6 @@ def _preflight(src, variants, options: ExportOptions, quiet: bool) -> list[str]:
         raise
     except Exception as exc:  # noqa: BLE001 - the check is advice; converting still decides
         return [f"check: could not run ({error_lines(exc)}); converting anyway"]
-
-
-def _source_entry(spec, src, tmp: Path, as_live: str | None) -> dict:
-    """The manifest's ``source``: kind, paths (relative to the manifest when inside the export),
-    fingerprints, the signature and what ``--input-shape`` fixed."""
-
-    def rel(p):
-        if p is None:
-            return None
-        p = Path(p)
-        try:
-            return p.relative_to(tmp).as_posix()
-        except ValueError:
-            return str(p)
-
-    keras = src.keras_path
-    model = getattr(src, "keras_model", None)
-    return {"kind": "live" if as_live else src.kind, "path": as_live or spec.display,
-            "model_sha256": _model_digest(model) if model is not None else None,
-            "saved_model": rel(src.saved_model_dir), "fingerprint": src.fingerprint,
-            "fingerprint_algorithm": "sha256_tree",
-            "keras": rel(keras), "keras_sha256": sha256_file(keras) if keras is not None else None,
-            "keras_note": src.keras_note, "source_sha256": src.source_fingerprint,
-            "input_shapes": src.fixed_shapes or None,
-            "example": src.name if src.example else None,
-            "task": src.task, "labels": src.labels, "signature": src.signature_key,
-            "inputs": src.inputs, "outputs": src.outputs}
-
-
-def _model_digest(model) -> str | None:
-    """sha256 over a Keras model's config and weights: the same model gives the same digest, while
-    its SavedModel re-export (and a fresh ``model.save``) differ byte-wise from run to run."""
-    import hashlib
-
-    import numpy as np
-
-    h = hashlib.sha256()
-    try:
-        h.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
-    except Exception:  # noqa: BLE001 - a subclassed model without get_config: the weights decide
-        h.update(type(model).__qualname__.encode())
-    try:
-        for w in model.weights:
-            a = np.ascontiguousarray(np.asarray(w))
-            h.update(f"{w.path}:{a.dtype}:{a.shape}".encode())
-            h.update(a.tobytes())
-    except Exception:  # noqa: BLE001 - no digest: the SavedModel fingerprint identifies the source
-        return None
-    return h.hexdigest()
 
 
 def _run_variant(exp, src, prec: Precision, tmp: Path, options: ExportOptions, quiet: bool):
