@@ -21,7 +21,7 @@ MAX_POINTS = 400
 #: Extra sections after the per-example ones and the benchmarks: ``"module:function"`` names, each
 #: called as ``function(root: Path, rows: list[dict]) -> str`` (an HTML fragment, ``""`` for none) and
 #: rendered in this order. A new section (e.g. a per-layer error one) adds its entry here.
-EXTRA_SECTIONS: tuple[str, ...] = ()
+EXTRA_SECTIONS: tuple[str, ...] = ("edgekit.report.explain_section:section_for",)  # issue 13
 
 
 def scatter_svg(x: np.ndarray, y: np.ndarray, title: str, size: int = 240) -> str:
