@@ -1,8 +1,9 @@
-"""``edgekit explain EXPORT_DIR [--format F] [--precision P] [--json PATH] [--markdown]``.
+"""``edgekit explain EXPORT_DIR [--format F] [--precision P] [--keras MODEL] [--json PATH] [--markdown]``.
 
 Where each exported variant diverges from its Keras model: per layer, the max abs and relative
 error against Keras, the tolerance and the first layer past it with its op
-(:mod:`edgekit.parity.explain`). Standard library only at module level.
+(:mod:`edgekit.parity.explain`), written to ``explain.json`` in the export dir (``edgekit report``
+draws it). Standard library only at module level.
 Exit codes: 0 explained (divergent or not), 1 a variant could not be run, 2 bad input.
 """
 
@@ -39,7 +40,9 @@ def register(subparsers) -> None:
                    help="JSON overrides of the tolerance policy, as for verify (default: the built-in policy)")
     p.add_argument("--keras", type=Path, default=None, metavar="MODEL.keras",
                    help="compare with this Keras model instead of the export's own (e.g. the model before a change)")
-    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="where to write the report as JSON (default: explain.json in the export dir, which "
+                        "edgekit report draws as per-layer error curves)")
     p.add_argument("--markdown", action="store_true", help="print the tables as GitHub Markdown")
     p.add_argument("--unsafe", action="store_true", help="load a .keras holding Lambda layers (trusted files only)")
     p.set_defaults(func=handler)
@@ -69,8 +72,9 @@ def handler(args: argparse.Namespace) -> int:
     print(report.table(markdown=args.markdown))
     if report.skipped_layers:
         print("not compared: " + ", ".join(f"{k} ({v})" for k, v in report.skipped_layers.items()))
-    if args.json is not None:
-        with atomic_file(args.json, "w") as tmp:
-            Path(tmp).write_text(json.dumps(report.to_dict(), indent=1, default=float) + "\n")
+    out = args.json if args.json is not None else Path(report.source) / "explain.json"
+    with atomic_file(out, "w") as tmp:
+        Path(tmp).write_text(json.dumps(report.to_dict(), indent=1, default=float) + "\n")
+    print(f"wrote {out}")
     sys.stdout.flush()
     return 1 if any(v.status == "error" for v in report.variants) else 0

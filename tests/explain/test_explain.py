@@ -140,3 +140,20 @@ def test_verify_failing_rows_carry_the_first_divergent_layer(perturbed, tmp_path
         assert rows[name].status == "fail", rows[name].message
         assert "first divergent layer: d2 (Dense, op " in rows[name].message, rows[name].message
         assert rows[name]["first_divergent_layer"]["layer"] == "d2"
+
+
+def test_report_section_draws_each_variant_and_names_the_layer(perturbed, tmp_path):
+    import edgekit
+    from edgekit.report.explain_section import section_for
+
+    export, original = perturbed("mlp", "d2")
+    doc = edgekit.explain(export, keras=original).to_dict()
+    (tmp_path / "ex" / "exports").mkdir(parents=True)
+    (tmp_path / "ex" / "exports" / "explain.json").write_text(json.dumps(doc, default=float))
+    assert section_for(tmp_path / "empty") == ""
+    frag = section_for(tmp_path)
+    assert frag.count("<svg") == 1 and frag.count("<polyline") >= 4
+    for fmt in ("tflite", "onnx", "tfjs", "coreml"):
+        assert f"{fmt}/fp32: d2" in frag
+    assert "savedmodel/fp32: unsupported" in frag          # the variant without intermediates: a note
+    assert "<script" not in frag and "http" not in frag.replace("http://www.w3.org/2000/svg", "")
