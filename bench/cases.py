@@ -230,14 +230,51 @@ def measure(case: dict, threads: int, budget: timing.Budget) -> dict:
 
         return measure_in_node(case, budget)
     opened = open_case(case, threads)
+    paired = None
     try:
-        lat = timing.latency(opened.bind(x1), budget)
+        f1 = opened.bind(x1)
+        lat = timing.latency(f1, budget)
         n = timing.throughput_rows(lat["p50_ms"] / 1e3, rows, budget.throughput_call_s)
         thr = timing.throughput(opened.bind({k: v[:n] for k, v in xn.items()}), n, budget)
+        if case["runner"] == "adapter" and case["format"] in PAIRED_FORMATS:
+            paired = _paired(case, threads, f1, x1, budget)
     finally:
         opened.close()
-    return {"runtime": opened.runtime, "load_s": opened.load_s, "threads_used": opened.threads_used,
-            "latency": lat, "throughput": thr, "notes": opened.notes}
+    out = {"runtime": opened.runtime, "load_s": opened.load_s, "threads_used": opened.threads_used,
+           "latency": lat, "throughput": thr, "notes": opened.notes}
+    if paired is not None:
+        out["paired"] = paired
+    return out
+
+
+PAIRED_FORMATS = ("tflite", "onnx")
+PAIRED_BLOCK = 10
+
+
+def _paired(case: dict, threads: int, adapter_call: Callable[[], Any], x1: dict, budget: timing.Budget) -> dict:
+    """Adapter vs raw call on the same file in the same process, in alternating blocks of
+    ``PAIRED_BLOCK`` calls for about ``budget.min_time`` seconds (at least 3 blocks each): load from
+    elsewhere hits both alike, so the overhead is not the difference of two runs minutes apart."""
+    raw = open_case({**case, "runner": "raw", "kind": "raw"}, threads)
+    try:
+        raw_call = raw.bind(x1)
+        timing.warm_up(raw_call, 3, 0.0, cap=budget.max_time / 4)
+        a: list[float] = []
+        r: list[float] = []
+        start = time.perf_counter()
+        blocks = 0
+        while blocks < 3 or (time.perf_counter() - start < max(budget.min_time, 0.05)
+                             and time.perf_counter() - start < budget.max_time and len(a) < timing.MAX_SAMPLES):
+            a += timing.sample(adapter_call, PAIRED_BLOCK, 0.0, budget.max_time, 1)
+            r += timing.sample(raw_call, PAIRED_BLOCK, 0.0, budget.max_time, 1)
+            blocks += 1
+    finally:
+        raw.close()
+    a.sort()
+    r.sort()
+    pa, pr = timing.percentile(a, 50) * 1e3, timing.percentile(r, 50) * 1e3
+    return {"adapter_p50_ms": pa, "raw_p50_ms": pr, "overhead": pa / pr - 1.0 if pr > 0 else None,
+            "overhead_us": (pa - pr) * 1e3, "calls": len(a), "how": f"alternating blocks of {PAIRED_BLOCK} calls"}
 
 
 def run_once(case: dict, threads: int) -> None:

@@ -8,7 +8,8 @@
   a one-op flatbuffer written with the TFLite schema's object API: the runtimes themselves, no
   converter. LiteRT's float32 ``FULLY_CONNECTED`` is a third fp32 source.
 
-Calibration: the size grows until one call takes at least ``CALL_S`` seconds, then the best of
+Calibration: the size grows until one call takes at least ``CALL_S`` seconds (short calls, so a busy
+machine still gives some undisturbed ones, as the model calls get), then the best of
 ``REPEAT`` calls (after a warm-up) counts ``2 * n**3`` operations. Nothing is written to disk.
 """
 
@@ -18,9 +19,9 @@ import time
 
 import numpy as np
 
-CALL_S = 0.02
-REPEAT = 15
-SIZES = (256, 512, 768, 1024, 1536, 2048)
+CALL_S = 0.004
+REPEAT = 40
+SIZES = (128, 256, 384, 512, 768, 1024, 1536, 2048)
 
 
 def _best(fn, repeat: int = REPEAT) -> float:

@@ -54,7 +54,7 @@ THREAD_MODES = ("1", "all")
 ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "note", "threads",
             "threads_used", "status", "error", "skipped", "seconds", "runtime", "load_s", "latency", "throughput",
             "size_bytes", "path", "peak_rss_bytes", "rss", "parity", "notes", "flops", "flops_source",
-            "convert_s", "tuning")
+            "convert_s", "tuning", "paired")
 RSS_JOBS = 2
 PROBE_TIMEOUT_S = 600
 POLL_S = 0.2
@@ -213,7 +213,7 @@ def _row(case: dict, mode: str, threads: int, rec: dict | None, rss: dict | None
     else:
         res = rec["result"]
         row.update(status="ok", error=None, runtime=res.get("runtime"), load_s=res.get("load_s"),
-                   latency=res.get("latency"), throughput=res.get("throughput"),
+                   latency=res.get("latency"), throughput=res.get("throughput"), paired=res.get("paired"),
                    threads_used=res.get("threads_used", threads), notes=list(res.get("notes") or []))
     if case.get("note") and case["note"] not in row["notes"]:
         row["notes"].insert(0, case["note"])

@@ -114,8 +114,8 @@ def _size_bars(rows: list[dict]) -> list[tuple[str, float | None, str]]:
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("row", "precision", "threads", "p50 ms", "p99 ms", "rows/s @1024", "load s", "size", "peak RSS",
-            "parity", "status")
+    head = ("row", "precision", "threads", "p50 ms", "p99 ms", "rows/s (batch)", "GFLOP/s", "% peak", "load s",
+            "size", "peak RSS", "parity", "status")
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in rows:
         lat, thr, par = r.get("latency") or {}, r.get("throughput") or {}, r.get("parity") or {}
@@ -123,9 +123,13 @@ def _table(rows: list[dict]) -> str:
         cells = [row_name(r), r["precision"], str(r["threads"]),
                  "-" if lat.get("p50_ms") is None else f"{lat['p50_ms']:.4g}",
                  "-" if lat.get("p99_ms") is None else f"{lat['p99_ms']:.4g}",
-                 "-" if rps is None else f"{rps:,.0f}", "-" if r.get("load_s") is None else f"{r['load_s']:.3f}",
+                 "-" if rps is None else f"{rps:,.0f} (@{thr.get('batch')})",
+                 "-" if not r.get("gflops") else f"{r['gflops']:.1f}",
+                 "-" if not r.get("pct_peak") else f"{r['pct_peak']:.0%}",
+                 "-" if r.get("load_s") is None else f"{r['load_s']:.3f}",
                  size(r.get("size_bytes")), size(r.get("peak_rss_bytes")), str(par.get("status", "unknown")),
-                 r["status"] + (f": {r.get('error')}" if r.get("error") else "")]
+                 r["status"] + (f": {r.get('error') or r.get('skipped')}" if r.get("error") or r.get("skipped")
+                                else "")]
         out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return "".join(out)
@@ -151,6 +155,11 @@ def render_section(doc: dict) -> str:
 
         parts.append("<h3>Targets (reported, not enforced)</h3><pre>" +
                      html.escape("\n".join(summary(checks))) + "</pre>")
+    from edgekit.report.bench_tables import format_floor
+
+    floor = format_floor(doc)
+    if floor:
+        parts.append("<h3>Against the hardware floor</h3><pre>" + html.escape(floor) + "</pre>")
     for ex in dict.fromkeys(r["example"] for r in rows):
         er = [r for r in rows if r["example"] == ex]
         parts.append(f"<h3 id='bench-{html.escape(ex)}'>{html.escape(ex)}</h3><div class='bench-charts'>")

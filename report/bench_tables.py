@@ -72,6 +72,53 @@ def format_compare(rows: list[dict]) -> str:
                   notes=notes)
 
 
+def _raw(rows: list[dict], ex: str, th, fmt: str, prec: str, kind: str = "raw", runner: str | None = None):
+    return next((r for r in rows if r["example"] == ex and r["threads"] == th and r["format"] == fmt
+                 and r["precision"] == prec and r["kind"] == kind and r.get("backend") is None
+                 and (runner is None or r["runner"] == runner) and r["status"] == "ok"), None)
+
+
+def floor_rows(rows: list[dict]) -> list[list[str]]:
+    """Per example and thread setting: MFLOPs, TFLite fp32 p50 / GFLOP/s / % of the fp32 peak, TFLite int8
+    p50 / % of the int8 peak / speed-up over fp32, ONNX fp32 p50 / % of peak, and Keras' own LiteRT export's
+    p50 when it was timed (raw calls throughout)."""
+    out = []
+    for ex, th in dict.fromkeys((r["example"], r["threads"]) for r in rows):
+        f32, i8, ox = (_raw(rows, ex, th, "tflite", "fp32"), _raw(rows, ex, th, "tflite", "int8"),
+                       _raw(rows, ex, th, "onnx", "fp32"))
+        kx = _raw(rows, ex, th, "tflite", "fp32", "foreign", "keras.export.litert")
+        if not (f32 or ox):
+            continue
+        flops = next((r["flops"] for r in (f32, ox) if r and r.get("flops")), None)
+
+        def p50(r):
+            return _ms(r["latency"]["p50_ms"]) if r else "-"
+
+        def pct(r):
+            return f"{r['pct_peak']:.0%}" if r and r.get("pct_peak") else "-"
+
+        out.append([ex, str(th), "-" if not flops else f"{flops / 1e6:,.1f}", p50(f32),
+                    "-" if not (f32 and f32.get("gflops")) else f"{f32['gflops']:.1f}", pct(f32), p50(i8), pct(i8),
+                    "-" if not (f32 and i8) else f"{f32['latency']['p50_ms'] / i8['latency']['p50_ms']:.2f}x",
+                    p50(ox), pct(ox), p50(kx)])
+    return out
+
+
+FLOOR_HEADER = ("example", "thr", "MFLOPs", "tflite fp32 ms", "GFLOP/s", "% fp32 peak", "tflite int8 ms",
+                "% int8 peak", "int8 speed-up", "onnx fp32 ms", "% peak", "keras litert ms")
+
+
+def format_floor(doc: dict) -> str:
+    """The hardware-floor table (see :func:`floor_rows`) with the measured peaks; "" without rows."""
+    body = floor_rows(doc.get("rows") or [])
+    if not body:
+        return ""
+    peaks = (doc.get("machine") or {}).get("peak") or {}
+    head = "; ".join(f"threads {m}: fp32 {p.get('fp32_gflops') or 0:.0f} GFLOP/s, int8 {p.get('int8_gops') or 0:.0f} "
+                     f"GOP/s" for m, p in peaks.items())
+    return f"GEMM peaks measured here ({head}); raw calls, batch 1:\n" + render(FLOOR_HEADER, body)
+
+
 # ---------------------------------------------------------------- checks
 def _fmt_value(c: dict) -> str:
     v = c["value"]

@@ -61,7 +61,7 @@ def _bench(args: argparse.Namespace) -> int:
     from edgekit.bench.run import run, write
     from edgekit.bench.timing import Budget
     from edgekit.core.errors import UsageError
-    from edgekit.report.bench_tables import format_checks, format_compare, format_table, summary
+    from edgekit.report.bench_tables import format_checks, format_compare, format_floor, format_table, summary
 
     if args.repeat < 1:
         raise UsageError("--repeat must be >= 1", got=args.repeat, expected=">= 1")
@@ -79,6 +79,9 @@ def _bench(args: argparse.Namespace) -> int:
               log=lambda msg: print(msg, file=sys.stderr, flush=True), total_budget=args.budget or None,
               compare_exports=args.compare_exports, tune=args.tune)
     print(format_table(doc["rows"]))
+    floor = format_floor(doc)
+    if floor:
+        print("\n" + floor)
     compare = format_compare(doc["rows"])
     if compare:
         print("\nedgekit's files vs Keras' own exports and the raw converters (defaults):")

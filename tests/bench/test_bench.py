@@ -176,6 +176,20 @@ def test_report_section(benched, art, tmp_path):
     assert section_for(tmp_path / "nowhere") == ""
 
 
+def test_adapter_overhead_is_paired_with_the_raw_call_in_one_process(benched):
+    _, doc, _ = benched
+    adapters = [r for r in doc["rows"] if r["kind"] == "adapter" and r["format"] == "tflite"]
+    assert adapters
+    for r in adapters:
+        p = r["paired"]
+        assert p["calls"] >= 30 and p["adapter_p50_ms"] > 0 and p["raw_p50_ms"] > 0, p
+        assert p["overhead_us"] == pytest.approx((p["adapter_p50_ms"] - p["raw_p50_ms"]) * 1e3)
+    fixed = [c for c in doc["checks"] if c["check"] == "overhead_us" and c["subject"].startswith("tflite")]
+    assert fixed and all("paired in one process" in c["detail"] for c in fixed), fixed
+    assert all(r["paired"] is None for r in doc["rows"] if r["kind"] != "adapter" or r["format"] != "tflite"
+               and r["format"] != "onnx")
+
+
 def test_flops_and_percent_of_peak(benched):
     _, doc, _ = benched
     pk = doc["machine"]["peak"]["1"]
