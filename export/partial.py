@@ -4,14 +4,17 @@ The run converts into a staging directory of its own (``.tmp-<exports>-p<pid>-*`
 export directory); nothing in the export directory changes while converters run, so an
 interrupted run leaves the previous export as it was. :func:`commit` then
 
-1. writes the previous manifest without the entries about to be replaced (atomically: from
-   here on every listed file is one that stays);
-2. swaps each replaced variant's file or directory in by rename (a directory: the old one is
-   renamed aside first, then removed), and removes the files of variants that failed this run;
+1. removes the files of variants that failed this run, and swaps each converted variant's file
+   or directory in by rename (a directory: the old one is renamed aside first, then removed),
+   one at a time: the variant's old entry leaves the manifest (rewritten atomically) before its
+   file is touched, its new entry joins once the new file is in place;
+2. replaces a changed Keras source's ``source/`` and ``reference.npz`` (the manifest says "no
+   golden file" in between);
 3. writes the merged manifest (:func:`edgekit.runtime.manifest.merge`) last, atomically.
 
-A run killed during step 2 (renames only, milliseconds) leaves a manifest consistent with its
-files that lacks the variants being replaced; a re-run brings them back.
+A run killed during steps 1-2 (renames only, milliseconds) leaves a manifest that lists only
+files that are there and match their sha256 (at most the variant being swapped is missing from
+it); a re-run completes.
 """
 
 from __future__ import annotations
@@ -116,22 +119,41 @@ def commit(out: Path, tmp: Path, old: mf.Manifest, data: dict, replaced: set[tup
     removals = sorted(leaving - set(moves))
     if not keep_source:
         removals += [n for n in (SOURCE_DIR, REFERENCE_NAME) if n not in moves and (out / n).exists()]
-    # 1. the old manifest minus whatever is about to change
-    touched = set(moves) | set(removals)
+    # 1.-2. one file at a time: its old entry leaves the manifest (written) before it is swapped,
+    # its new entry joins after; so a run stopped anywhere lists only files that are there
     interim = dict(old.data)
-    interim["artifacts"] = [a for a in old.data.get("artifacts", [])
-                            if mf.variant_key(a) not in replaced and str(a["path"]) not in touched]
-    if not keep_source and (old.data.get("reference") or {}).get("path"):
-        interim["reference"] = {"error": "an export was interrupted while replacing the golden file: "
-                                         "re-run edgekit export"}
-        interim["source"] = {**old.source, "saved_model": None, "keras": None}
-    if interim != old.data:
-        mf.save(out / mf.MANIFEST_NAME, interim)
-    # 2. swap in, remove
-    for rel in moves:
-        swap_in(mf.confined(tmp, rel), out / rel, out)
+    listed = list(old.data.get("artifacts", []))
+    new_by_path = {str(a["path"]): a for a in data.get("artifacts", [])}
+    variant_moves = [m for m in moves if m in new_by_path]
+    source_moves = [m for m in moves if m not in new_by_path]
+
+    def unlist(rel: str) -> None:
+        nonlocal listed
+        keep = [a for a in listed if str(a["path"]) != rel]
+        if len(keep) != len(listed):
+            listed = keep
+            mf.save(out / mf.MANIFEST_NAME, {**interim, "artifacts": listed})
+
     for rel in removals:
+        if rel in (SOURCE_DIR, REFERENCE_NAME):
+            continue
+        unlist(rel)
         _remove(out / rel, out)
+    for rel in variant_moves:
+        unlist(rel)
+        swap_in(mf.confined(tmp, rel), out / rel, out)
+        listed.append(new_by_path[rel])
+    if not keep_source:
+        if (old.data.get("reference") or {}).get("path") or (out / SOURCE_DIR).exists():
+            interim["reference"] = {"error": "an export was interrupted while replacing the golden file: "
+                                             "re-run edgekit export"}
+            interim["source"] = {**old.source, "saved_model": None, "keras": None}
+            mf.save(out / mf.MANIFEST_NAME, {**interim, "artifacts": listed})
+        for rel in source_moves:
+            swap_in(mf.confined(tmp, rel), out / rel, out)
+        for rel in removals:
+            if rel in (SOURCE_DIR, REFERENCE_NAME):
+                _remove(out / rel, out)
     # 3. the merged manifest, last
     mf.save(out / mf.MANIFEST_NAME, merged)
     return merged

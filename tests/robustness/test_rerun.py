@@ -199,6 +199,35 @@ def test_live_model_is_the_same_source_until_its_weights_change(tmp_path):
     assert [e["format"] for e in mf.load(out).data["artifacts"] if e.get("stale")] == ["tflite"]
 
 
+def test_interrupted_swap_leaves_a_manifest_consistent_with_its_files(tmp_path, monkeypatch):
+    """A Ctrl-C between two swaps of a partial export (the renames after converting): the manifest
+    lists only files that are there and match their sha256; a re-run brings everything back."""
+    from edgekit.export import partial
+    from edgekit.export.api import export_model
+    from edgekit.parity.verify import load_target
+
+    src, out = _lin_savedmodel(tmp_path / "a", 0), tmp_path / "exports"
+    assert export_model(src, out, formats=["tflite", "onnx"], precisions=["fp32"]).ok
+    real, calls = partial.swap_in, []
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(partial, "swap_in", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(src, out, formats=["tflite", "onnx"], precisions=["fp32"], opset=13)
+    monkeypatch.setattr(partial, "swap_in", real)
+    target = load_target(out / mf.MANIFEST_NAME)            # every listed file exists and matches
+    # the first swapped variant is listed with its new file; the one being swapped is not listed
+    assert [a.format for a, _ in target.artifacts] == ["tflite"] and len(calls) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp-", "exports.lock"))]
+    assert export_model(src, out, formats=["tflite", "onnx"], precisions=["fp32"]).ok
+    assert sorted(a.format for a, _ in load_target(out / mf.MANIFEST_NAME).artifacts) == ["onnx", "tflite"]
+
+
 def test_second_run_refuses_in_one_line_while_the_first_holds_the_lock(fresh):
     from edgekit.core.lock import lock_path, read_owner, run_lock
 
