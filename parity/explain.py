@@ -8,8 +8,9 @@ output made a graph output), matches tensors to layers by name
 (:mod:`edgekit.parity.explain_match`) and compares each layer with the variant's tolerance:
 ``max |variant - keras| <= atol * max(1, peak |keras layer|)`` (the verify policy of
 :mod:`edgekit.parity.tolerance`, applied per layer). The first divergent layer is the first
-layer past it whose error is carried on to a later compared layer (a layer over tolerance that
-no later layer confirms is a partial tensor across a fusion, shown but not blamed)::
+layer past it whose excess is carried on, through the Keras graph, by layers past it up to a
+model output (a layer past tolerance that nothing downstream confirms is a partial tensor across
+a fusion, shown as ``over?`` but not blamed)::
 
     report = explain("exports/", formats=["tflite"])
     print(report.table())
@@ -90,8 +91,24 @@ class VariantExplanation:
         if d is None:
             compared = sum(1 for x in self.layers if x.max_abs_err is not None)
             return f"{name}: no divergent layer ({compared} of {len(self.layers)} layers compared)"
-        return (f"{name}: first divergent layer: {d.layer} ({d.kind}, op {d.op}): max abs err {d.max_abs_err:.3g} "
-                f"> allowed {d.allowed:.3g}")
+        hidden = self.hidden_before(d.layer)
+        where = f" (compared after {', '.join(hidden)}, which this variant fused in or does not name)" \
+            if hidden else ""
+        return (f"{name}: first divergent layer: {d.layer}{where} ({d.kind}, op {d.op}): max abs err "
+                f"{d.max_abs_err:.3g} > allowed {d.allowed:.3g}")
+
+    def hidden_before(self, layer: str) -> list[str]:
+        """The layers right before ``layer`` (layer order) that were not compared: fused into a later
+        op or not named in the variant. A fault there first shows at ``layer``."""
+        names = [x.layer for x in self.layers]
+        if layer not in names:
+            return []
+        out: list[str] = []
+        for d in reversed(self.layers[:names.index(layer)]):
+            if d.max_abs_err is not None:
+                break
+            out.insert(0, d.layer)
+        return out
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -132,6 +149,21 @@ class ExplainReport:
         return "\n\n".join(parts)
 
 
+def affine_per_channel(ref: np.ndarray, val: np.ndarray, allowed: float, min_samples: int = 8) -> bool:
+    """True when ``val`` equals ``a_c * ref + b_c`` per channel (last axis) within ``allowed``: the
+    variant computed the layer up to a per-channel scale and shift, i.e. a BatchNormalization or a
+    bias the converter folded into another op. Needs ``min_samples`` values per channel (default 8)."""
+    c = ref.shape[-1] if ref.ndim >= 2 else 1
+    x, y = ref.reshape(-1, c), val.reshape(-1, c)
+    if x.shape[0] < min_samples or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return False
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    var = ((x - mx) ** 2).mean(axis=0)
+    a = np.where(var > 0, ((x - mx) * (y - my)).mean(axis=0) / np.where(var > 0, var, 1.0), 0.0)
+    resid = y - (a * (x - mx) + my)
+    return bool(np.max(np.abs(resid)) <= allowed)
+
+
 def _diff(k, got: np.ndarray, perm, tol, rows) -> tuple[float, float, float, bool]:
     """``(max abs err, max rel err, allowed, over)`` of one layer under ``tol`` (NaN where Keras has
     NaN is equal; a NaN or Inf the variant adds is an infinite error)."""
@@ -148,6 +180,8 @@ def _diff(k, got: np.ndarray, perm, tol, rows) -> tuple[float, float, float, boo
     over = bool(np.max(err - tol.rtol * np.abs(np.nan_to_num(ref))) > allowed)
     max_abs = float(np.max(err))
     rel = max_abs / peak if peak else (0.0 if max_abs == 0 else float("inf"))
+    if over and affine_per_channel(ref, val, allowed):
+        return max_abs, rel, allowed, None  # type: ignore[return-value]  # "over, but affine": see compare_layers
     return max_abs, rel, allowed, over
 
 
@@ -161,7 +195,7 @@ def compare_layers(keras, inter, model_name: str, tol, rows: np.ndarray | None =
         tol: the variant's :class:`~edgekit.parity.tolerance.Tolerance`.
         rows: golden rows to compare (default None: all).
     """
-    from edgekit.parity.explain_match import match_layers
+    from edgekit.parity.explain_match import layouts, match_layers
 
     out = []
     for k, m in zip(keras.layers, match_layers(keras.layers, inter, inter.producers, model_name,
@@ -170,16 +204,48 @@ def compare_layers(keras, inter, model_name: str, tol, rows: np.ndarray | None =
             out.append(LayerDiff(k.name, k.kind, None, None, None, None, None,
                                  "fused" if m.fused_into else "unmatched", m.why))
             continue
-        max_abs, rel, allowed, over = _diff(k, inter[m.tensor], m.transpose, tol, rows)
+        got = inter[m.tensor]
+        max_abs, rel, allowed, over = min((_diff(k, got, perm, tol, rows) for perm in layouts(k.value, got)),
+                                          key=lambda r: r[0])
+        if over is None:
+            out.append(LayerDiff(k.name, k.kind, m.tensor, m.op, max_abs, rel, allowed, "over?",
+                                 "equal to Keras up to a per-channel scale and shift: a BatchNormalization or "
+                                 "bias folded into another op?"))
+            continue
         out.append(LayerDiff(k.name, k.kind, m.tensor, m.op, max_abs, rel, allowed, "over" if over else "ok"))
-    # an excess no later compared layer carries on is not where the variant diverges
-    compared = [i for i, d in enumerate(out) if d.max_abs_err is not None]
-    for j, i in enumerate(compared):
-        if out[i].status == "over" and j + 1 < len(compared) and \
-                not any(out[n].status == "over" for n in compared[j + 1:]):
-            d = out[i]
+    return _confirm(keras.layers, out)
+
+
+def _confirm(keras_layers, out: list[LayerDiff]) -> list[LayerDiff]:
+    """Keep ``over`` only where the excess is carried on to a model output: through the Keras graph,
+    a path of layers past tolerance (layers not compared are passed through) reaching an output layer
+    past it. Elsewhere it becomes ``over?`` (a partial tensor across a fusion, e.g. a convolution whose
+    BatchNormalization the converter folded into a later op). Without a compared output layer, any
+    later layer past tolerance confirms."""
+    index = {k.name: i for i, k in enumerate(keras_layers)}
+    consumers: dict[str, list[str]] = {k.name: [] for k in keras_layers}
+    for k in keras_layers:
+        for src in getattr(k, "inbound", ()):
+            if src in consumers:
+                consumers[src].append(k.name)
+    outputs = [k.name for k in keras_layers if getattr(k, "output", None)]
+    compared_out = [n for n in outputs if out[index[n]].max_abs_err is not None]
+    carried: dict[str, bool] = {}
+    for k in reversed(keras_layers):
+        d = out[index[k.name]]
+        downstream = any(carried.get(c, False) for c in consumers[k.name])
+        if d.max_abs_err is None:      # not compared: passes on what its consumers say
+            carried[k.name] = downstream
+        else:
+            carried[k.name] = d.status == "over" and (k.name in outputs or downstream)
+    for i, d in enumerate(out):
+        if d.status != "over":
+            continue
+        ok = carried[d.layer] if compared_out else \
+            (i == len(out) - 1 or any(x.status == "over" for x in out[i + 1:]))
+        if not ok:
             out[i] = LayerDiff(d.layer, d.kind, d.tensor, d.op, d.max_abs_err, d.max_rel_err, d.allowed, "over?",
-                               "no later layer carries it: a partial tensor across a fusion?")
+                               "not carried on to the output: a partial tensor across a fusion?")
     return out
 
 
@@ -319,7 +385,9 @@ def annotate_failures(tasks: list, done: list, overrides=None) -> int:
         d = v.first_divergent
         if v.status != "explained" or d is None:
             continue
-        note = f"first divergent layer: {d.layer} ({d.kind}, op {d.op})"
+        hidden = v.hidden_before(d.layer)
+        note = f"first divergent layer: {d.layer} ({d.kind}, op {d.op})" + \
+            (f" or just before it ({', '.join(hidden)}: fused in this variant or not named)" if hidden else "")
         row["message"] = f"{row['message']}; {note}" if row.get("message") else note
         row["first_divergent_layer"] = {"layer": d.layer, "kind": d.kind, "op": d.op}
         count += 1

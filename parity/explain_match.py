@@ -10,9 +10,8 @@ what they fused with ``;``), ONNX ``PartitionedCall/.../functional_1/d1_1/Relu:0
 For each Keras layer (in layer order) its tensor is the last one, in execution order, that
 names it, names no later layer (else the layer was fused into that later one: it is compared
 there, "across a fusion at the next layer both sides share"), and has the layer's shape (an
-NCHW tensor of an NHWC layer is compared transposed). A tensor that names no layer (``Identity``,
-``output_0``) belongs to the layers of the tensors its op read: a Softmax output renamed by the
-signature still belongs to the Dense it follows.
+NCHW tensor of an NHWC layer is compared transposed). A layer whose output is a model output is
+compared at the variant's output tensor, whatever it is called (``Identity``, ``output_0``).
 """
 
 from __future__ import annotations
@@ -103,12 +102,23 @@ class Match:
     why: str = ""
 
 
-def _aligned(keras: np.ndarray, got: np.ndarray) -> tuple[bool, tuple[int, ...] | None]:
+NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+def layouts(keras: np.ndarray, got: np.ndarray) -> list[tuple[int, ...] | None]:
+    """The ways ``got`` lines up with ``keras``: as is (None) and/or NCHW -> NHWC. Both when the shape
+    cannot tell (H == W == C): the comparison then takes the closer one."""
+    out: list[tuple[int, ...] | None] = []
     if got.shape == keras.shape:
-        return True, None
-    if got.ndim == 4 and keras.ndim == 4 and got.transpose(0, 2, 3, 1).shape == keras.shape:
-        return True, (0, 2, 3, 1)
-    return False, None
+        out.append(None)
+    if got.ndim == 4 and keras.ndim == 4 and got.transpose(NCHW_TO_NHWC).shape == keras.shape:
+        out.append(NCHW_TO_NHWC)
+    return out
+
+
+def _aligned(keras: np.ndarray, got: np.ndarray) -> tuple[bool, tuple[int, ...] | None]:
+    found = layouts(keras, got)
+    return (True, found[0]) if found else (False, None)
 
 
 def match_layers(keras_layers: list, values: dict[str, np.ndarray], producers: dict, model_name: str,
@@ -128,11 +138,7 @@ def match_layers(keras_layers: list, values: dict[str, np.ndarray], producers: d
     refs: dict[str, set[str]] = {}
     for t in values:
         p = producers.get(t)
-        found = tensor_layers(t, p.name if p else "", model_name, names)
-        if not found and p is not None:
-            for i in p.inputs:
-                found |= refs.get(i, set())
-        refs[t] = found
+        refs[t] = tensor_layers(t, p.name if p else "", model_name, names)
     matches = []
     outputs = outputs or {}
     for k in keras_layers:

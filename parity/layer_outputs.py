@@ -25,6 +25,7 @@ class LayerOutput:
         index: position in the model's layer order (topological for functional models).
         output: the model output this layer's output is (``output_0``, ...: ``model.export``'s
             names), or None.
+        inbound: the layers whose outputs this layer reads (model inputs not included).
     """
 
     name: str
@@ -32,6 +33,7 @@ class LayerOutput:
     value: np.ndarray
     index: int
     output: str | None = None
+    inbound: tuple[str, ...] = ()
 
 
 @dataclass
@@ -53,6 +55,17 @@ def _single_output(layer):
     if len(out) != 1:
         return None, f"{len(out)} outputs"
     return out[0], ""
+
+
+def _inbound(layer) -> tuple[str, ...]:
+    names = []
+    for node in getattr(layer, "_inbound_nodes", None) or []:
+        for t in getattr(node, "input_tensors", None) or []:
+            hist = getattr(t, "_keras_history", None)
+            op = hist[0] if hist else None
+            if op is not None and type(op).__name__ != "InputLayer":
+                names.append(op.name)
+    return tuple(dict.fromkeys(names))
 
 
 def layer_outputs(model, feeds: dict[str, np.ndarray], batch_size: int = 256) -> KerasLayers:
@@ -86,6 +99,6 @@ def layer_outputs(model, feeds: dict[str, np.ndarray], batch_size: int = 256) ->
     if not isinstance(out, (list, tuple)):
         out = [out]
     outs = {id(t): f"output_{i}" for i, t in enumerate(getattr(model, "outputs", None) or [])}
-    layers = [LayerOutput(layer.name, type(layer).__name__, np.asarray(v), i, outs.get(id(t)))
+    layers = [LayerOutput(layer.name, type(layer).__name__, np.asarray(v), i, outs.get(id(t)), _inbound(layer))
               for (i, layer), v, t in zip(kept, out, tensors, strict=True)]
     return KerasLayers(layers, skipped)

@@ -157,3 +157,37 @@ def test_report_section_draws_each_variant_and_names_the_layer(perturbed, tmp_pa
         assert f"{fmt}/fp32: d2" in frag
     assert "savedmodel/fp32: unsupported" in frag          # the variant without intermediates: a note
     assert "<script" not in frag and "http" not in frag.replace("http://www.w3.org/2000/svg", "")
+
+
+@pytest.mark.slow
+@pytest.mark.node
+def test_zoo_cnn_blocks_perturbed_separable_conv_named_in_every_format(tmp_path):
+    """A realistic block stack (Conv+BN+Add, depthwise, separable; tests/zoo): converters fold the
+    BatchNormalizations into other ops and lay some tensors out NCHW with H == W == C, and the
+    clean export has no divergent layer while the perturbed separable conv is named in every format."""
+    import numpy as np
+
+    import edgekit
+
+    sys.path.insert(0, str(REPO / "tests" / "zoo"))
+    import models as zoo
+    from explain_models import perturb
+
+    from edgekit.parity.keras_model import load_keras
+
+    d = tmp_path / "cnn_blocks"
+    zoo.build("cnn_blocks", d)
+    with np.load(d / "reference.npz") as z:
+        np.savez(d / "inputs.npz", image=z["image"])
+    formats = ["tflite", "onnx", "tfjs", "coreml"]
+    clean = edgekit.export(str(d / "model.keras"), out=str(d / "clean"), formats=formats, precisions=["fp32"],
+                           inputs=str(d / "inputs.npz"))
+    assert clean
+    for v in edgekit.explain(d / "clean", formats=formats).variants:
+        assert v.status == "explained" and v.first_divergent is None, v.headline()
+    perturb(load_keras(d / "model.keras"), "separable_conv2d", scale=0.3).save(d / "bad.keras")
+    assert edgekit.export(str(d / "bad.keras"), out=str(d / "bad"), formats=formats, precisions=["fp32"],
+                          inputs=str(d / "inputs.npz"))
+    report = edgekit.explain(d / "bad", keras=d / "model.keras", formats=formats)
+    assert [v.first_divergent.layer if v.first_divergent else None for v in report.variants] == \
+        ["separable_conv2d"] * 4, report.table()
