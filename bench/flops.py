@@ -11,7 +11,11 @@ Counted ops (everything else, elementwise and data movement, is left out, as the
   ``ConvTranspose``, ``MatMul``/``MatMulInteger``/``QLinearMatMul``, ``Gemm``, ``LSTM``/``GRU``/``RNN``.
 
 :func:`count` returns ``{"flops", "by_op": {op: flops}, "source"}``; ``flops`` is None when a
-counted op has a shape the graph does not fix (an unknown non-batch dimension).
+counted op has a shape the graph does not fix (an unknown non-batch dimension). For the bench,
+:func:`add_flops` gives every case its count (rows without a graph of their own, the Keras,
+SavedModel, TF.js and Core ML rows, take their example's fp32 count) and :func:`add_rates` turns
+a row's p50 into GFLOP/s and a share of the measured GEMM peak (:mod:`edgekit.bench.peak`: fp32
+for float rows, int8 for TFLite/ONNX int8 and int8_dynamic rows).
 """
 
 from __future__ import annotations
@@ -171,3 +175,38 @@ def gflops_per_s(flops: int | None, p50_ms: float | None) -> float | None:
     if not flops or not p50_ms:
         return None
     return float(np.float64(flops) / (p50_ms / 1e3) / 1e9)
+
+
+# ---------------------------------------------------------------- bench rows
+INT8_PRECISIONS = ("int8", "int8_dynamic")
+
+
+def add_flops(cases: list[dict]) -> None:
+    """Set each case's ``flops`` (batch 1, from its own TFLite/ONNX graph; other rows take their
+    example's fp32 TFLite or ONNX count) and ``flops_source``."""
+    counted: dict[str, dict] = {}
+    for c in cases:
+        if c.get("path") and c["format"] in ("tflite", "onnx") and not c.get("error") and c["path"] not in counted:
+            counted[c["path"]] = count(c["path"], c["format"])
+    ref: dict[str, dict] = {}
+    for fmt in ("onnx", "tflite"):  # the TFLite figure wins when both exist
+        for c in cases:
+            got = counted.get(c.get("path") or "")
+            if c["format"] == fmt and c["precision"] == "fp32" and got and got.get("flops"):
+                ref[c["example"]] = got
+    for c in cases:
+        own = counted.get(c.get("path") or "")
+        got = own if own and own.get("flops") else ref.get(c["example"])
+        c["flops"] = got.get("flops") if got else None
+        c["flops_source"] = (got.get("source") if own is got else f"the example's fp32 {got.get('source')}") \
+            if got else None
+
+
+def add_rates(row: dict, peaks: dict) -> None:
+    """Achieved GFLOP/s at batch 1 and the share of this thread setting's fp32 or int8 GEMM peak."""
+    row["gflops"] = gflops_per_s(row.get("flops"), (row.get("latency") or {}).get("p50_ms"))
+    pk = peaks.get(row["threads"]) or {}
+    which = "int8_gops" if row["precision"] in INT8_PRECISIONS and row["format"] in ("tflite", "onnx") \
+        else "fp32_gflops"
+    row["peak_gops"] = pk.get(which)
+    row["pct_peak"] = row["gflops"] / row["peak_gops"] if row["gflops"] and row["peak_gops"] else None

@@ -7,18 +7,29 @@ worker carries on with the rest. Peak RSS comes from one :mod:`edgekit.bench.rss
 case (run with 1 thread; memory barely depends on the pool size), two probes at a time after
 all timing is done so they never disturb it.
 
+A total budget (``total_budget``, ``edgekit bench --budget``, default 240 s) bounds the run: the
+cases go in :func:`tier` order (TFLite/ONNX first, the slow reference rows last), each thread
+setting per tier, each case with a fair share of what is left; cases that no longer fit are
+``skipped`` rows, and the RSS probes stop at the end. The parent polls the workers' result files
+and prints a line per finished case with the ETA (:mod:`edgekit.bench.progress`).
+
 ``bench.json`` (schema ``edgekit.bench/1``)::
 
-    {"schema", "edgekit_version", "created", "seconds", "machine": {...},
-     "settings": {"threads": ["1", "all"], "budget": {...}, "throughput_batch": 1024, "rss": bool},
+    {"schema", "edgekit_version", "created", "seconds",
+     "machine": {..., "peak": {"1"|"all": {"fp32_gflops", "int8_gops", "fp32": [...], "int8": [...]}}},
+     "settings": {"threads": ["1", "all"], "budget": {...}, "total_budget_s", "compare_exports", "tune",
+                  "tuned": {file: tuning}, "throughput_batch": 1024, "rss": bool},
      "rows": [ROW], "checks": [CHECK]}
 
-    ROW = {"example", "kind": "baseline"|"adapter"|"raw", "runner", "format", "precision",
-           "backend", "label", "note", "threads": "1"|"all", "threads_used", "status": "ok"|"error",
-           "error", "runtime", "load_s", "latency": {"p50_ms", "p99_ms", "mean_ms", "min_ms", "calls"},
+    ROW = {"example", "kind": "baseline"|"adapter"|"raw"|"foreign", "runner", "format", "precision",
+           "backend", "label", "note", "threads": "1"|"all", "threads_used",
+           "status": "ok"|"error"|"skipped", "error", "skipped": reason|null, "seconds",
+           "runtime", "load_s", "latency": {"p50_ms", "p99_ms", "mean_ms", "min_ms", "calls"},
            "throughput": {"rows_per_s", "batch_ms", "calls", "batch"}, "size_bytes", "path",
            "peak_rss_bytes", "rss": {...}|null, "parity": {"status": pass|fail|error|unknown|reference,
-           "metric", "metric_keras", "metric_format", "max_abs_err", ...}, "notes": [str]}
+           "metric", "metric_keras", "metric_format", "max_abs_err", ...}, "notes": [str],
+           "flops", "flops_source", "gflops", "peak_gops", "pct_peak", "convert_s", "tuning",
+           "paired": {"adapter_p50_ms", "raw_p50_ms", "overhead", "overhead_us", "calls"}|null}
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgekit.bench import checks as bchecks
+from edgekit.bench import flops as bflops
 from edgekit.bench import plan
 from edgekit.bench.cases import thread_env
 from edgekit.bench.inputs import THROUGHPUT_ROWS
@@ -220,44 +232,6 @@ def _row(case: dict, mode: str, threads: int, rec: dict | None, rss: dict | None
     return row
 
 
-INT8_PRECISIONS = ("int8", "int8_dynamic")
-
-
-def add_flops(cases: list[dict]) -> None:
-    """Set each case's ``flops`` (batch 1, from its own TFLite/ONNX graph; other rows take their
-    example's fp32 TFLite or ONNX count) and ``flops_source``."""
-    from edgekit.bench import flops as bflops
-
-    counted: dict[str, dict] = {}
-    for c in cases:
-        if c.get("path") and c["format"] in ("tflite", "onnx") and not c.get("error") and c["path"] not in counted:
-            counted[c["path"]] = bflops.count(c["path"], c["format"])
-    ref: dict[str, dict] = {}
-    for fmt in ("onnx", "tflite"):  # the TFLite figure wins when both exist
-        for c in cases:
-            got = counted.get(c.get("path") or "")
-            if c["format"] == fmt and c["precision"] == "fp32" and got and got.get("flops"):
-                ref[c["example"]] = got
-    for c in cases:
-        own = counted.get(c.get("path") or "")
-        got = own if own and own.get("flops") else ref.get(c["example"])
-        c["flops"] = got.get("flops") if got else None
-        c["flops_source"] = (got.get("source") if own is got else f"the example's fp32 {got.get('source')}") \
-            if got else None
-
-
-def _compute(row: dict, peaks: dict) -> None:
-    """Achieved GFLOP/s at batch 1 and the share of this thread setting's fp32 or int8 GEMM peak."""
-    from edgekit.bench.flops import gflops_per_s
-
-    row["gflops"] = gflops_per_s(row.get("flops"), (row.get("latency") or {}).get("p50_ms"))
-    pk = peaks.get(row["threads"]) or {}
-    which = "int8_gops" if row["precision"] in INT8_PRECISIONS and row["format"] in ("tflite", "onnx") \
-        else "fp32_gflops"
-    row["peak_gops"] = pk.get(which)
-    row["pct_peak"] = row["gflops"] / row["peak_gops"] if row["gflops"] and row["peak_gops"] else None
-
-
 def _batches(runnable: list[dict], counts: dict[str, int]) -> list[tuple[str, list[dict]]]:
     """(thread mode, cases) in run order: tier by tier (:func:`tier`), each tier in every thread setting."""
     out = []
@@ -333,7 +307,7 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
             for c in cases:
                 if c["path"] in tuned and "options" in tuned[c["path"]] and c["kind"] == "adapter":
                     c["tuning"] = tuned[c["path"]]
-        add_flops(cases)
+        bflops.add_flops(cases)
         runnable = [c for c in cases if not c.get("error")]
         log(f"{len(cases)} cases ({len(cases) - len(runnable)} with a known error) in "
             f"{len(dict.fromkeys(c['example'] for c in cases))} examples; threads {list(counts)}; "
@@ -345,6 +319,8 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
         peaks: dict[str, dict] = {}
         for i, (mode, batch) in enumerate(batches):
             after = sum(len(b) for _, b in batches[i + 1:])
+            known = {k: rec["seconds"] for m in timed for k, rec in timed[m].items() if rec.get("seconds")}
+            batch = [{**c, "est_s": known[c["key"]]} if c["key"] in known else c for c in batch]
             res = time_cases(batch, counts[mode], budget, work, log, deadline=timing_end, after=after,
                              peak=mode not in peaks, progress=progress)
             if "peak" in res:
@@ -355,7 +331,7 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
     rows = [_row(c, mode, n, timed[mode].get(c["key"]), probes.get(c["key"]))
             for mode, n in counts.items() for c in cases]
     for r in rows:
-        _compute(r, peaks)
+        bflops.add_rates(r, peaks)
     return {"schema": SCHEMA, "edgekit_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": time.perf_counter() - t0,

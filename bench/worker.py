@@ -10,7 +10,8 @@ Cases already finished in OUT are skipped.
 With ``--deadline T`` (a ``time.time()`` value) and ``--after N`` (cases other workers still run
 after this list) each case gets a fair share of what is left, ``(T - now) / (cases left + N)``:
 its timing loops are cut to fit it (:func:`budget_for_share`), and a case whose share is below
-``MIN_SHARE_S`` is not started but recorded as ``{"key", "skipped": reason}``. ``--peak`` first
+``MIN_SHARE_S``, or whose ``est_s`` (its wall time with the other thread setting, set by the
+parent) does not fit what is left, is not started but recorded as ``{"key", "skipped": reason}``. ``--peak`` first
 measures the machine's fp32/int8 GEMM peaks with this thread count (:mod:`edgekit.bench.peak`)
 and records ``{"peak": {...}}``. Every result record carries the case's wall ``seconds``.
 """
@@ -26,6 +27,8 @@ import time
 
 #: a case whose fair share of the remaining budget is below this many seconds is skipped.
 MIN_SHARE_S = 0.6
+#: a case whose previous run (``est_s``) times this exceeds what is left (minus the others' minimum) is skipped.
+EST_FIT = 0.8
 
 
 def read_records(out: str):
@@ -91,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         for i, case in enumerate(todo):
             left = len(todo) - i + args.after
             share = float("inf") if args.deadline is None else (args.deadline - time.time()) / left
-            if share < MIN_SHARE_S:
-                emit({"key": case["key"], "skipped": f"budget: {max(0.0, share * left):.1f} s left "
-                                                     f"for {left} cases"})
+            remaining = share * left
+            est = case.get("est_s")  # its wall time in the previous thread setting, when it had one
+            if share < MIN_SHARE_S or (est is not None and est * EST_FIT > remaining - (left - 1) * MIN_SHARE_S):
+                why = f"budget: {max(0.0, remaining):.1f} s left for {left} cases"
+                emit({"key": case["key"], "skipped": why + (f"; this one took {est:.1f} s with the other "
+                                                            "thread setting" if est is not None else "")})
                 continue
             emit({"start": case["key"]})
             t0 = time.perf_counter()
