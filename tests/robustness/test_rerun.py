@@ -262,6 +262,31 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert not lock_path(d).exists()
 
 
+def test_a_waiting_run_proceeds_once_the_first_is_done(tmp_path):
+    import threading
+
+    from edgekit.core.lock import run_lock
+
+    d, order = tmp_path / "exports", []
+    held, release = threading.Event(), threading.Event()
+
+    def first():
+        with run_lock(d, wait=0, command="first"):
+            order.append("first")
+            held.set()
+            release.wait(60)
+            order.append("first done")
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert held.wait(60)
+    threading.Timer(0.5, release.set).start()
+    with run_lock(d, wait=120, command="second"):            # waits for the first to finish
+        order.append("second")
+    t.join(60)
+    assert order == ["first", "first done", "second"]
+
+
 @pytest.mark.slow  # two exporting processes one after the other: ~32 s on 2 loaded cores
 def test_two_concurrent_exports_wait_for_each_other_and_never_mix_the_manifest(fresh):
     """Both processes start while the test holds the lock, so they really contend once it is
