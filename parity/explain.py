@@ -152,7 +152,8 @@ class ExplainReport:
 def affine_per_channel(ref: np.ndarray, val: np.ndarray, allowed: float, min_samples: int = 8) -> bool:
     """True when ``val`` equals ``a_c * ref + b_c`` per channel (last axis) within ``allowed``: the
     variant computed the layer up to a per-channel scale and shift, i.e. a BatchNormalization or a
-    bias the converter folded into another op. Needs ``min_samples`` values per channel (default 8)."""
+    bias the converter folded into another op. Needs ``min_samples`` values per channel (default 8), and
+    every slope ``a_c`` of a varying channel within [0.05, 20]."""
     c = ref.shape[-1] if ref.ndim >= 2 else 1
     x, y = ref.reshape(-1, c), val.reshape(-1, c)
     if x.shape[0] < min_samples or not (np.isfinite(x).all() and np.isfinite(y).all()):
@@ -161,6 +162,11 @@ def affine_per_channel(ref: np.ndarray, val: np.ndarray, allowed: float, min_sam
     var = ((x - mx) ** 2).mean(axis=0)
     a = np.where(var > 0, ((x - mx) * (y - my)).mean(axis=0) / np.where(var > 0, var, 1.0), 0.0)
     resid = y - (a * (x - mx) + my)
+    # a folded BatchNormalization scales by gamma / sqrt(var): a real slope; a clipped (saturated) or
+    # dead channel fits a near-flat line instead, which is a divergence, not a fold
+    slopes = np.abs(a[var > 0])
+    if slopes.size and (slopes.min() < 0.05 or slopes.max() > 20.0):
+        return False
     return bool(np.max(np.abs(resid)) <= allowed)
 
 
