@@ -65,7 +65,8 @@ def _verify(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be >= 1", got=args.jobs, expected=">= 1")
     int_range = parse_int_range(args.int_range)
     export_dirs = [m.parent for d in args.dirs for m in find_manifests(d)]
-    with run_lock(export_dirs, command="edgekit verify"):
+    # a read-only export (its report written elsewhere with --json/--md) is verified without its lock
+    with run_lock(export_dirs, command="edgekit verify", required=False):
         return _run(args, overrides, int_range)
 
 

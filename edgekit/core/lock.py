@@ -75,14 +75,17 @@ def _describe(owner: dict) -> str:
             f"since {owner.get('started')}")
 
 
-def _acquire(path: Path, wait: float, command: str) -> int:
-    """Open and flock ``path`` (waiting up to ``wait`` s); write the owner; return the fd."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _acquire(path: Path, wait: float, command: str, required: bool = True) -> int | None:
+    """Open and flock ``path`` (waiting up to ``wait`` s); write the owner; return the fd
+    (None: the file cannot be created and ``required`` is False)."""
     deadline = time.monotonic() + wait
     while True:
         try:  # held open while waiting: the waiter shows in /proc/<pid>/fd
+            path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
+            if not required:
+                return None
             raise OutputError("cannot create the run lock file", got=f"{path} ({exc.strerror})",
                               expected="a writable location") from exc
         while True:
@@ -121,13 +124,15 @@ def _release(path: Path, fd: int) -> None:
 
 @contextlib.contextmanager
 def run_lock(directories: Path | Sequence[Path], wait: float | None = None,
-             command: str = "edgekit") -> Iterator[list[Path]]:
+             command: str = "edgekit", required: bool = True) -> Iterator[list[Path]]:
     """Hold the run lock of each directory for the block (acquired in sorted order: no deadlock).
 
     Args:
         directories: an export directory or several (``verify`` of an artifacts root).
         wait: seconds to wait for another run (default None: :func:`default_wait`).
         command: what this run is, recorded in the lock file (default ``"edgekit"``).
+        required: refuse when a lock file cannot be created (default True); False skips that
+            directory (``verify`` of a read-only export writing its report elsewhere).
 
     Yields:
         The lock files held.
@@ -144,7 +149,9 @@ def run_lock(directories: Path | Sequence[Path], wait: float | None = None,
     held: list[tuple[Path, int]] = []
     try:
         for p in paths:
-            held.append((p, _acquire(p, wait, command)))
+            fd = _acquire(p, wait, command, required)
+            if fd is not None:
+                held.append((p, fd))
         yield [p for p, _ in held]
     finally:
         for p, fd in reversed(held):
