@@ -228,6 +228,41 @@ def test_interrupted_swap_leaves_a_manifest_consistent_with_its_files(tmp_path, 
     assert sorted(a.format for a, _ in load_target(out / mf.MANIFEST_NAME).artifacts) == ["onnx", "tflite"]
 
 
+def test_merge_rules_for_earlier_rows(tmp_path):
+    """report.json merging, row by row: same key -> replaced in place; file unchanged -> kept as is;
+    file re-exported -> stale; variant gone -> dropped; conversion failure still listed -> kept;
+    a row that never recorded its manifest (an older report) -> stale; arrays follow their rows."""
+    from edgekit.report.files import merge_reports, write_reports
+
+    man = tmp_path / "exports" / mf.MANIFEST_NAME
+    arts = [{"format": f, "precision": "fp32", "path": f"{f}/m", "size_bytes": 1, "sha256": sha, "inputs": [],
+             "outputs": []} for f, sha in (("tflite", "t1"), ("onnx", "o2"), ("tfjs", "j1"))]
+    mf.save(man, {"source": {}, "artifacts": arts, "failures": [{"format": "coreml", "precision": "fp16",
+                                                                  "error": "x"}]})
+
+    def row(fmt, sha, status="pass", path="", manifest=str(man), rid=0, prec="fp32"):
+        return {"id": rid, "example": "e", "format": fmt, "precision": prec, "runtime": fmt, "backend": None,
+                "status": status, "max_abs_err": 0.0, "atol": 1.0, "metric": None, "metric_keras": None,
+                "metric_format": None, "size_bytes": 1, "path": path or f"{fmt}/m", "sha256": sha,
+                "manifest": manifest, "measured": "2026-01-01T00:00:00+00:00", "message": ""}
+
+    old = [row("tflite", "t1", rid=0), row("onnx", "o1", rid=1), row("coreml", None, "error", rid=2, prec="fp16"),
+           row("tfjs", "j1", rid=3, manifest=None), row("gone", "g", rid=4), row("tfjs", "j1", rid=5, path="x/y")]
+    old[2]["path"] = None
+    parity = {f"row{i}__y": np.full(2, i) for i in range(6)}
+    write_reports(old, {"e__keras__y": np.zeros(2), **parity}, tmp_path / "report.json", tmp_path / "report.md")
+    new = [row("tflite", "t1", rid=0)]
+    new[0]["max_abs_err"] = 0.5
+    rows, arrays = merge_reports(tmp_path / "report.json", new, {"row0__y": np.full(2, 9)})
+    got = [(r["format"], r["status"], r["max_abs_err"]) for r in rows]
+    assert got == [("tflite", "pass", 0.5), ("onnx", "stale", 0.0), ("coreml", "error", 0.0), ("tfjs", "stale", 0.0)]
+    assert "changed since this row was measured" in rows[1]["message"]
+    assert "measured before edgekit recorded" in rows[3]["message"]
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert [int(arrays[f"row{i}__y"][0]) for i in range(4)] == [9, 1, 2, 3] and "e__keras__y" in arrays
+    assert merge_reports(tmp_path / "report.json", new, {}, fresh=True)[0] == [{**new[0], "id": 0}]
+
+
 def test_second_run_refuses_in_one_line_while_the_first_holds_the_lock(fresh):
     from edgekit.core.lock import lock_path, read_owner, run_lock
 
