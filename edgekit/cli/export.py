@@ -67,9 +67,9 @@ def register(subparsers) -> None:
                         "a Flex file loads only in a runtime with the Flex delegate, not ai-edge-litert or a "
                         "stock Android/Pi LiteRT; recorded in the manifest)")
     p.add_argument("--keep-float", default=None, metavar="auto|LAYER,...",
-                   help="full-integer int8 TFLite: keep these Keras layers in float, or 'auto': the worst ones "
-                        "until the variant meets verify's tolerance (default: everything int8; recorded in "
-                        "the manifest)")
+                   help="TFLite int8 and ONNX int8_dynamic: keep these Keras layers in float, or 'auto': the "
+                        "worst ones until the variant meets verify's tolerance (default: everything int8; "
+                        "recorded in the manifest)")
     p.add_argument("--clean", action="store_true",
                    help="start from an empty export directory (default: an existing export keeps the variants "
                         "this run does not convert, with their manifest entries)")
