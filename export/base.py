@@ -37,8 +37,8 @@ class ExportOptions:
         metadata: string key/value metadata embedded in every artifact (default empty).
         tflite_select_tf_ops: let TFLite use Flex (TensorFlow) ops for what has no builtin
             (default False: builtins only; a Flex file does not load in ai-edge-litert).
-        keep_float: Keras layers the full-integer int8 TFLite variant keeps in float, or
-            ``("auto",)``: the worst layers until it meets verify's tolerance
+        keep_float: Keras layers the TFLite int8 and ONNX int8_dynamic variants keep in float, or
+            ``("auto",)``: the worst layers until each meets verify's tolerance
             (:mod:`edgekit.export.quantdebug`; default empty: everything int8).
     """
 

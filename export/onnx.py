@@ -147,7 +147,18 @@ class ONNXExporter(Exporter):
             # quantization docs). Measured on moons_h3 on an AVX2-only EPYC: max |diff| vs fp32
             # 0.187 with full-range int8 weights, 0.0039 with reduce_range; a file must not
             # depend on the CPU it lands on.
-            quantize_dynamic(model, str(path), weight_type=QuantType.QInt8, reduce_range=True)
+            keep_float = None
+            if options.keep_float:  # some layers stay float: nodes_to_exclude (export/quantdebug.py)
+                from edgekit.export import quantdebug
+
+                def quantize_to(nodes, dest, model=model):
+                    quantize_dynamic(model, str(dest), weight_type=QuantType.QInt8, reduce_range=True,
+                                     nodes_to_exclude=list(nodes))
+
+                data, keep_float = quantdebug.select_onnx(model, quantize_to, source, options, out_dir)
+                path.write_bytes(data)
+            else:
+                quantize_dynamic(model, str(path), weight_type=QuantType.QInt8, reduce_range=True)
             model = onnx.load(str(path))
             _set_metadata(model, meta)
             onnx.save(model, str(path))
@@ -157,6 +168,8 @@ class ONNXExporter(Exporter):
                      "activations": "uint8, dynamic per batch",
                      "tool": f"onnxruntime.quantization.quantize_dynamic {ort.__version__}",
                      "quantized_ops": n_int}
+            if keep_float is not None:
+                quant["keep_float"] = keep_float
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
         def info(arg) -> dict:

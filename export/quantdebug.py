@@ -1,7 +1,9 @@
-"""Full-integer int8 that keeps accuracy: selective quantisation with some layers left in float.
+"""int8 that keeps accuracy: selective quantisation with some layers left in float.
 
 ``ExportOptions.keep_float`` (``--keep-float``) names Keras layers whose ops stay float32 in the
-TFLite int8 file (the rest int8, with quantize/dequantize ops at the borders), or is ``("auto",)``:
+TFLite full-integer int8 file (the rest int8, with quantize/dequantize ops at the borders) and in
+the ONNX int8_dynamic file (onnxruntime's ``quantize_dynamic(nodes_to_exclude=...)``,
+:func:`select_onnx`), or is ``("auto",)``:
 
 1. the model is calibrated once (TFLite's MLIR quantizer, ``_experimental_calibrate_only``: the
    calibration statistics stored in a float model), then quantised with
@@ -109,6 +111,60 @@ def _judge_data(source, out_dir: Path, model) -> dict:
     return {}
 
 
+def _keras(source):
+    from edgekit.parity.keras_model import load_keras
+
+    if source.keras_path is None:
+        raise ValueError("--keep-float needs the Keras model (a .keras source or an example with model.keras) "
+                         "to name layers")
+    model = load_keras(Path(source.keras_path))
+    return model, [lay.name for lay in model.layers if type(lay).__name__ != "InputLayer"]
+
+
+def _check_names(keep, all_layers) -> None:
+    bad = [k for k in keep if k not in all_layers]
+    if bad:
+        raise ValueError(f"--keep-float names layers the model does not have: {', '.join(bad)} "
+                         f"(its layers: {', '.join(all_layers)})")
+
+
+def select_onnx(fp32, quantize_to, source, options, out_dir: Path) -> tuple[bytes, dict]:
+    """ONNX int8_dynamic with ``options.keep_float`` honoured: onnxruntime's ``quantize_dynamic``
+    with ``nodes_to_exclude`` = the nodes of the kept layers (they stay float MatMul/Conv).
+
+    Args:
+        fp32: the float ``onnx.ModelProto``.
+        quantize_to: ``quantize_to(nodes_to_exclude, path)`` writes the quantised model to ``path``.
+        source, options, out_dir: as for :func:`select`.
+    """
+    keep = parse_keep_float(options.keep_float)
+    model, all_layers = _keras(source)
+    names = [n.name for n in fp32.graph.node]
+
+    def make(nodes: list[str]) -> bytes:
+        with tempfile.TemporaryDirectory(prefix=".keep-float-q-", dir=out_dir) as tmp:
+            path = Path(tmp) / "q.onnx"
+            quantize_to(nodes, path)
+            return path.read_bytes()
+
+    plain = make([])
+    record: dict = {"mode": "auto" if keep == (AUTO,) else "list", "plain_int8_bytes": len(plain),
+                    "tool": "onnxruntime.quantization.quantize_dynamic(nodes_to_exclude=...)"}
+    if keep != (AUTO,):
+        _check_names(keep, all_layers)
+        nodes = nodes_for(names, list(keep), model.name, all_layers)
+        final = make(nodes)
+        record.update(layers=list(keep), denylisted_ops=len(nodes))
+    else:
+        from edgekit.runtime.onnx import OnnxRunner
+
+        final, auto = _auto(make, "onnx", "int8_dynamic", ".onnx", OnnxRunner, source, out_dir, model,
+                            all_layers, names)
+        record.update(auto)
+    record.update(bytes=len(final), size_cost_bytes=len(final) - len(plain))
+    return final, record
+
+
 def select(conv, source, options, out_dir: Path) -> tuple[bytes, dict]:
     """The int8 flatbuffer with ``options.keep_float`` honoured, and the manifest record.
 
@@ -123,36 +179,30 @@ def select(conv, source, options, out_dir: Path) -> tuple[bytes, dict]:
         ValueError: no Keras model, layer names the model does not have, or no golden rows for auto
             (the variant is then recorded as failed, with this message).
     """
-    from edgekit.parity.keras_model import load_keras
-
     keep = parse_keep_float(options.keep_float)
-    if source.keras_path is None:
-        raise ValueError("--keep-float needs the Keras model (a .keras source or an example with model.keras) "
-                         "to name layers")
-    model = load_keras(Path(source.keras_path))
-    all_layers = [lay.name for lay in model.layers if type(lay).__name__ != "InputLayer"]
+    model, all_layers = _keras(source)
     calibrated = calibrated_model(conv)
     names = op_outputs(calibrated)
     plain = quantize(calibrated, conv, [])
     record: dict = {"mode": "auto" if keep == (AUTO,) else "list", "plain_int8_bytes": len(plain)}
     if keep != (AUTO,):
-        bad = [k for k in keep if k not in all_layers]
-        if bad:
-            raise ValueError(f"--keep-float names layers the model does not have: {', '.join(bad)} "
-                             f"(its layers: {', '.join(all_layers)})")
+        _check_names(keep, all_layers)
         nodes = nodes_for(names, list(keep), model.name, all_layers)
         final = quantize(calibrated, conv, nodes)
         record.update(layers=list(keep), denylisted_ops=len(nodes))
     else:
-        final, auto = _auto(calibrated, conv, source, out_dir, model, all_layers, names)
+        from edgekit.runtime.tflite import TFLiteRunner
+
+        final, auto = _auto(lambda nodes: quantize(calibrated, conv, nodes), "tflite", "int8", ".tflite",
+                            TFLiteRunner, source, out_dir, model, all_layers, names)
         record.update(auto)
     record.update(bytes=len(final), size_cost_bytes=len(final) - len(plain))  # flatbuffers before metadata
     return final, record
 
 
-def _auto(calibrated, conv, source, out_dir, model, all_layers, names) -> tuple[bytes, dict]:
-    from edgekit.parity.compare import compare_outputs
-    from edgekit.parity.explain import compare_layers
+def _auto(make, fmt: str, precision: str, suffix: str, runner_cls, source, out_dir, model, all_layers,
+          names) -> tuple[bytes, dict]:
+    """Keep layers in float, one more per step, until the candidate ``make(nodes)`` passes."""
     from edgekit.parity.layer_outputs import layer_outputs
     from edgekit.parity.tolerance import tolerances_for
 
@@ -160,18 +210,17 @@ def _auto(calibrated, conv, source, out_dir, model, all_layers, names) -> tuple[
     if not data:
         raise ValueError("--keep-float auto needs golden rows to judge on (reference.npz: a .keras source with "
                          "--inputs or synthesised inputs, or an example)")
-    feeds, want = data["feeds"], data["outputs"]
-    keras = layer_outputs(model, feeds)
-    tols = tolerances_for("tflite", "int8", list(want))
+    keras = layer_outputs(model, data["feeds"])
+    tols = tolerances_for(fmt, precision, list(data["outputs"]))
     kept: list[str] = []
     steps = []
-    best = None
+    best = b""
     with tempfile.TemporaryDirectory(prefix=".keep-float-", dir=out_dir) as tmp:
         for _ in range(min(MAX_AUTO_LAYERS, len(all_layers)) + 1):
-            nodes = nodes_for(names, kept, model.name, all_layers)
-            candidate = quantize(calibrated, conv, nodes)
-            passed, step, blame = _try(candidate, Path(tmp), feeds, want, data, tols, keras, model.name, kept,
-                                       compare_outputs, compare_layers)
+            candidate = make(nodes_for(names, kept, model.name, all_layers))
+            path = Path(tmp) / f"candidate_{len(kept)}{suffix}"
+            path.write_bytes(candidate)
+            passed, step, blame = _try(path, runner_cls, data, tols, keras, model.name, kept)
             steps.append(step)
             best = candidate
             if passed or blame is None:
@@ -181,23 +230,26 @@ def _auto(calibrated, conv, source, out_dir, model, all_layers, names) -> tuple[
                   "met_tolerance": bool(steps and steps[-1]["passed"]), "judged_on": data["origin"], "steps": steps}
 
 
-def _try(candidate, tmp: Path, feeds, want, data, tols, keras, model_name, kept, compare_outputs, compare_layers):
-    """Run one candidate; returns (passed, step record, layer to keep next or None)."""
+def _try(path: Path, runner_cls, data: dict, tols, keras, model_name: str, kept: list[str]):
+    """Run one candidate file; returns (passed, step record, layer to keep next or None)."""
     from types import SimpleNamespace
 
+    from edgekit.parity.compare import compare_outputs
+    from edgekit.parity.explain import compare_layers
     from edgekit.parity.metrics import task_metrics
     from edgekit.parity.targets import calibrated_rows
-    from edgekit.runtime.tflite import TFLiteRunner
 
-    path = tmp / f"candidate_{len(kept)}.tflite"
-    path.write_bytes(candidate)
-    with TFLiteRunner(path) as runner:
+    feeds, want = data["feeds"], data["outputs"]
+    with runner_cls(path) as runner:
         got = dict(runner.predict(feeds))
         inter = runner.intermediates(feeds)
-        q = {"inputs": {n: p for n, p in runner.quantization.items() if n in feeds},
-             "outputs": {n: p for n, p in runner.quantization.items() if n in want}}
-    rows = calibrated_rows(SimpleNamespace(raw={"quantization": q}),
-                           SimpleNamespace(reference=SimpleNamespace(inputs=feeds, outputs=want)))
+        quant = getattr(runner, "quantization", {}) or {}
+    rows = None
+    if tols[""].calibrated_range_only:
+        q = {"inputs": {n: p for n, p in quant.items() if n in feeds},
+             "outputs": {n: p for n, p in quant.items() if n in want}}
+        rows = calibrated_rows(SimpleNamespace(raw={"quantization": q}),
+                               SimpleNamespace(reference=SimpleNamespace(inputs=feeds, outputs=want)))
     result = compare_outputs(got, want, tols, rows=rows)
     compared = int(rows.sum()) if rows is not None else len(next(iter(feeds.values())))
     step = {"kept": list(kept), "max_abs_err": result.max_abs_err, "rows_compared": compared,

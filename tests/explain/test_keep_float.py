@@ -59,3 +59,21 @@ def test_keep_float_named_layers_and_a_bad_name(saturating_export, tmp_path):
     bad = edgekit.export(str(d / "model.keras"), out=str(tmp_path / "bad"), keep_float=["nolayer"], **common)
     (res,) = bad.results
     assert res.status == "failed" and "nolayer" in res.error and "spike" in res.error
+
+
+def test_onnx_int8_dynamic_auto_keep_float_passes(saturating_export, tmp_path):
+    """ONNX: onnxruntime's dynamic int8 of the saturating model fails; auto excludes layers from
+    quantisation (nodes_to_exclude) until it passes, and the manifest lists them."""
+    import edgekit
+
+    d = saturating_export.parent
+    common = {"formats": ["onnx"], "precisions": ["int8_dynamic"], "inputs": str(d / "inputs.npz")}
+    assert edgekit.export(str(d / "model.keras"), out=str(tmp_path / "plain"), **common)
+    plain = _rows(edgekit.verify(tmp_path / "plain", formats=["onnx"]))["onnx/int8_dynamic"]
+    assert plain.status == "fail" and "first divergent layer:" in plain.message, plain.message
+    assert edgekit.export(str(d / "model.keras"), out=str(tmp_path / "kf"), keep_float="auto", **common)
+    art = json.loads((tmp_path / "kf" / "manifest.json").read_text())["artifacts"][0]
+    kept = art["quantization"]["keep_float"]
+    assert kept["met_tolerance"] and "spike" in kept["layers"] and "d1" not in kept["layers"], kept
+    assert kept["size_cost_bytes"] == kept["bytes"] - kept["plain_int8_bytes"]
+    assert _rows(edgekit.verify(tmp_path / "kf", formats=["onnx"]))["onnx/int8_dynamic"].status == "pass"
