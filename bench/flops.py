@@ -20,6 +20,9 @@ for float rows, int8 for TFLite/ONNX int8 and int8_dynamic rows).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from math import prod
 from pathlib import Path
 
@@ -38,6 +41,20 @@ def _p(shape) -> int:
 
 
 # ---------------------------------------------------------------- TFLite
+@contextlib.contextmanager
+def _quiet_fd2():
+    """File descriptor 2 on /dev/null for the duration (native libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _tflite_op(name: str, ins: list, outs: list) -> int:
     out = outs[0]
     if name == "CONV_2D":  # filter [cout, kh, kw, cin/groups]
@@ -63,12 +80,14 @@ def count_tflite(path: str | Path) -> dict:
     from edgekit.runtime.tflite import interpreter_class
 
     cls, desc = interpreter_class()
-    it = cls(model_path=str(path), num_threads=1)
+    with _quiet_fd2():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line stays off the terminal
+        it = cls(model_path=str(path), num_threads=1)
     for d in it.get_input_details():  # batch 1, whatever the file's default input shape
         shape = list(d["shape"])
         if shape and shape[0] != 1:
             it.resize_tensor_input(d["index"], [1] + shape[1:], strict=False)
-    it.allocate_tensors()
+    with _quiet_fd2():
+        it.allocate_tensors()
     shapes = {t["index"]: list(t["shape"]) for t in it.get_tensor_details()}
     by_op: dict[str, int] = {}
     unknown = []

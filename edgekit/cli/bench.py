@@ -16,10 +16,13 @@ def register(subparsers) -> None:
         "bench", help="latency, throughput, size, load time and memory of every export, against Keras",
         description="Benchmark every exported variant (TF.js on cpu and wasm) and the raw runtime calls "
                     "without edgekit's adapter, against Keras model.predict, a direct Keras call and the "
-                    "SavedModel signature: p50/p99 latency at batch 1, rows/s at batch 1024, load time, "
-                    "file size, peak RSS of a process running only that model, and the parity status "
-                    "from report.json. Writes bench.json and prints a table; a line per case with the ETA "
-                    "on stderr. A variant that fails still gets its row; cases that do not fit --budget "
+                    "SavedModel signature: p50/p99 latency at batch 1, rows/s at a batch up to 1024 (the "
+                    "largest power of two whose call takes about 0.25 s), load time, file size, peak RSS of "
+                    "a process running only that model, the parity status from report.json, the graph's "
+                    "FLOPs and each row's GFLOP/s and % of this machine's fp32/int8 GEMM peak (measured "
+                    "in the same run), and the adapter's overhead paired with the raw call. Writes "
+                    "bench.json and prints a table; a line per case with the ETA on stderr. A variant "
+                    "that fails still gets its row; cases that do not fit --budget "
                     "get skipped rows. Exit 0 if no row is an error, 1 if any is, 2 for bad input.")
     p.add_argument("dirs", nargs="+", metavar="DIR", type=Path,
                    help="an artifacts dir, an example dir or an exports dir")
