@@ -64,7 +64,7 @@ class VariantExplanation:
 
     Attributes:
         status: ``explained``, ``unsupported`` (the runtime cannot expose intermediates: ``note``
-            says why) or ``error``.
+            says why), ``insufficient`` (no golden row to compare: ``note``) or ``error``.
         first_divergent: the first layer past the tolerance that later layers confirm, or None.
     """
 
@@ -285,6 +285,11 @@ def explain_variant(target, art, path: Path, keras, model_name: str, overrides=N
             inter = runner.intermediates(_feed(feeds, runner, []))
         rows = calibrated_rows(art, target) if tol.calibrated_range_only else None
         v.rows_compared = int(rows.sum()) if rows is not None else ref.rows
+        if v.rows_compared == 0:
+            v.status = "insufficient"
+            v.note = (f"none of the {ref.rows} golden rows lies inside the int8 input/output range: nothing to "
+                      "compare (more or wider golden inputs: export --inputs FILE.npz)")
+            return v
         v.layers = compare_layers(keras, inter, model_name, tol, rows)
         if inter.notes:
             v.note = "; ".join(inter.notes)

@@ -60,7 +60,8 @@ def layer_of_path(path: str, model_name: str, names: set[str]) -> str | None:
 def _sanitized(path: str, model_name: str, names: set[str]) -> str | None:
     """A name whose ``/`` became ``_`` (Core ML's MIL: ``..._mlp_1_d1_1_MatMul``): the layer right
     after the model's scope, its tracing suffix ``_<n>`` preferred."""
-    m = re.search(r"(?:^|_)" + re.escape(model_name) + r"(?:_\d+)?_(.+)$", path)
+    scope = re.sub(r"[^A-Za-z0-9_]", "_", model_name)  # MIL names: "mobilenetv2_0.35_96" -> "..._0_35_96"
+    m = re.search(r"(?:^|_)" + re.escape(scope) + r"(?:_\d+)?_(.+)$", path)
     if m is None:
         return None
     rest = m.group(1)
