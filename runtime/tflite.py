@@ -53,15 +53,21 @@ def interpreter_class() -> tuple[Any, str]:
 
 
 def flex_op_names(model: bytes) -> list[str]:
-    """The TF ops a .tflite flatbuffer runs through the Flex delegate (custom codes ``Flex<Op>``), sorted."""
+    """The TF ops a .tflite flatbuffer runs through the Flex delegate (custom codes ``Flex<Op>``), sorted.
+    A buffer that is no valid flatbuffer gives ``[]``: the interpreter then says what is wrong with it."""
+    import struct
+
     from ai_edge_litert import schema_py_generated as schema
 
-    m = schema.Model.GetRootAs(model, 0)
     names = set()
-    for i in range(m.OperatorCodesLength()):
-        code = m.OperatorCodes(i).CustomCode()
-        if code and code.decode().startswith("Flex"):
-            names.add(code.decode()[4:])
+    try:
+        m = schema.Model.GetRootAs(model, 0)
+        for i in range(m.OperatorCodesLength()):
+            code = m.OperatorCodes(i).CustomCode()
+            if code and code.decode(errors="replace").startswith("Flex"):
+                names.add(code.decode(errors="replace")[4:])
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError):
+        return []
     return sorted(names)
 
 

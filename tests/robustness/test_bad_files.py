@@ -138,6 +138,7 @@ def test_savedmodel_without_variables_export_cli_refuses(fresh, tmp_path):
 def test_savedmodel_without_variables_api_refuses(fresh, tmp_path):
     import shutil
 
+    import edgekit.parity.reference  # noqa: F401  (registers the savedmodel runner; order-independent)
     from edgekit.runtime.registry import open_model
 
     ex = fresh()
