@@ -20,8 +20,10 @@ the ONNX int8_dynamic file (onnxruntime's ``quantize_dynamic(nodes_to_exclude=..
 The manifest records the result under ``quantization.keep_float``: the layers kept, how many op
 outputs that denylisted, the flatbuffer size of the plain int8 model (``plain_int8_bytes``), of
 this one (``bytes``, both before edgekit's metadata entry) and the difference
-(``size_cost_bytes``), and for ``auto`` every step (layers kept, max abs error, rows compared,
-passed or not, the layer blamed) and ``met_tolerance``.
+(``size_cost_bytes``), for ``auto`` every step (layers kept, max abs error, rows compared,
+passed or not, the layer blamed) and ``met_tolerance``; for TFLite also ``layer_errors``: the
+per-layer quantisation error as TFLite's ``QuantizationDebugger`` reports it (each op on the same
+inputs as its float twin; ``rmse/scale`` ~0.29 is rounding alone), worst first.
 """
 
 from __future__ import annotations
@@ -111,6 +113,51 @@ def _judge_data(source, out_dir: Path, model) -> dict:
     return {}
 
 
+def layer_quant_errors(calibrated: bytes, feeds: dict, model_name: str, all_layers: list[str],
+                       limit: int = 10) -> list[dict]:
+    """The per-layer quantisation error of the full-integer model, as TFLite's QuantizationDebugger
+    reports it: every quantised op run on the *same* (dequantised) inputs as its float twin
+    (NumericVerify ops), so each layer's own error, not the accumulated one. Returns the ``limit``
+    worst (default 10) by ``rmse/scale`` (about 0.29 is rounding alone), with the Keras layer of each."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert
+
+    from edgekit.parity.explain_match import tensor_layers
+
+    debug = convert.mlir_quantize(calibrated, enable_numeric_verify=True, fully_quantize=False)
+    from ai_edge_litert.interpreter import Interpreter
+
+    order = [d["name"] for d in Interpreter(model_content=debug).get_input_details()]
+    names = [next((n for n in feeds if d == n or d.startswith(f"serving_default_{n}:") or d == f"{n}:0"), None)
+             for d in order]
+    if None in names:
+        names = list(feeds)
+    rows = len(next(iter(feeds.values())))
+
+    def gen():
+        for i in range(rows):
+            yield [np.asarray(feeds[n][i:i + 1]) for n in names]
+
+    dbg = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug, debug_dataset=gen)
+    dbg.run()
+    scales = {}
+    for d in dbg._quant_interpreter.get_tensor_details():
+        scale = (d.get("quantization") or (0.0, 0))[0]
+        scales[d["name"]] = float(scale)
+    out = []
+    known = set(all_layers)
+    for key, stats in dbg.layer_statistics.items():
+        tensor = key.removeprefix("NumericVerify/").rsplit(":", 1)[0]
+        tensor = tensor[:-1] if tensor not in scales and tensor[:-1] in scales else tensor
+        scale = scales.get(tensor, 0.0)
+        rmse = float(np.sqrt(stats["mean_squared_error"]))
+        layers = sorted(tensor_layers(tensor, "", model_name, known))
+        out.append({"layer": ",".join(layers) or None, "tensor": tensor, "rmse/scale": rmse / scale if scale else None,
+                    "max_abs_error": float(stats["max_abs_error"]), "mean_error": float(stats["mean_error"])})
+    out.sort(key=lambda e: -(e["rmse/scale"] or 0.0))
+    return out[:limit]
+
+
 def _keras(source):
     from edgekit.parity.keras_model import load_keras
 
@@ -185,6 +232,12 @@ def select(conv, source, options, out_dir: Path) -> tuple[bytes, dict]:
     names = op_outputs(calibrated)
     plain = quantize(calibrated, conv, [])
     record: dict = {"mode": "auto" if keep == (AUTO,) else "list", "plain_int8_bytes": len(plain)}
+    try:  # QuantizationDebugger's per-layer view, for the manifest; never fails the export
+        data = _judge_data(source, out_dir, model)
+        feeds = data.get("feeds") or options.calibration
+        record["layer_errors"] = layer_quant_errors(calibrated, feeds, model.name, all_layers)
+    except Exception as exc:  # noqa: BLE001 - a debugger failure must not lose the variant
+        record["layer_errors_error"] = f"{type(exc).__name__}: {exc}"[:300]
     if keep != (AUTO,):
         _check_names(keep, all_layers)
         nodes = nodes_for(names, list(keep), model.name, all_layers)

@@ -31,6 +31,9 @@ def test_plain_int8_fails_and_auto_keep_float_passes(saturating_export, tmp_path
     assert "head" not in kept["layers"] and "d1" not in kept["layers"]
     assert kept["size_cost_bytes"] == kept["bytes"] - kept["plain_int8_bytes"] > 0
     assert [s["passed"] for s in kept["steps"]][-1] is True and not kept["steps"][0]["passed"]
+    # QuantizationDebugger's per-layer error (each op on the same inputs as its float twin) ranks it worst
+    worst = kept["layer_errors"][0]
+    assert worst["layer"] == "spike" and worst["rmse/scale"] > 10 * kept["layer_errors"][1]["rmse/scale"], kept
     fixed = _rows(edgekit.verify(out, formats=["tflite"]))["tflite/int8"]
     assert fixed.status == "pass", fixed.message
     assert fixed.max_abs_err < plain["tflite/int8"].max_abs_err
