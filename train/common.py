@@ -142,15 +142,23 @@ def library_versions() -> dict:
 
 
 def _signature_info(saved_model_dir: Path) -> tuple[list[dict], list[dict]]:
-    import tensorflow as tf
+    """The serving signature's inputs and outputs (name, shape, dtype), read from ``saved_model.pb``.
 
-    loaded = tf.saved_model.load(str(saved_model_dir))
-    sig = loaded.signatures["serving_default"]
-    ins = [{"name": k, "shape": list(v.shape.as_list()), "dtype": v.dtype.name}
-           for k, v in sorted(sig.structured_input_signature[1].items())]
-    outs = [{"name": k, "shape": list(v.shape.as_list()), "dtype": v.dtype.name}
-            for k, v in sorted(sig.structured_outputs.items())]
-    return ins, outs
+    The protobuf is parsed, not loaded with ``tf.saved_model.load`` (which restores the functions
+    and variables: 0.1-0.3 s per example for the same names, shapes and dtypes).
+    """
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    sig = sm.meta_graphs[0].signature_def["serving_default"]
+
+    def info(tensors) -> list[dict]:
+        return [{"name": k, "shape": [None if d.size == -1 else int(d.size) for d in v.tensor_shape.dim],
+                 "dtype": tf.dtypes.as_dtype(v.dtype).name} for k, v in sorted(tensors.items())]
+
+    return info(sig.inputs), info(sig.outputs)
 
 
 def write_artifact(ctx: TrainContext, name: str, result: TrainResult, seconds: float) -> dict:

@@ -89,16 +89,18 @@ for _h in HIDDEN_SIZES:
 
 @group_hook("moons")
 def sweep_figure(out: Path, names: list[str]) -> Path:
-    """The tutorial's grid of decision boundaries, one panel per trained hidden size."""
-    import keras
+    """The tutorial's grid of decision boundaries, one panel per trained hidden size.
 
+    Runs in the training workers' parent, which has not imported Keras: the models are evaluated
+    by :class:`edgekit.train.dense_numpy.DenseStack` (numpy), not loaded through Keras.
+    """
+    from edgekit.train.dense_numpy import DenseStack
     from edgekit.train.plots import sweep_grid
 
     x_train, x_test, y_train, y_test = data()
     panels = []
     for name in names:
-        model = keras.models.load_model(out / name / "model.keras", compile=False, safe_mode=True)
-        panels.append((f"Hidden layer size {name.split('_h')[-1]}", model))
+        panels.append((f"Hidden layer size {name.split('_h')[-1]}", DenseStack(out / name / "model.keras")))
     path = out / "moons_sweep.png"
     sweep_grid(path, panels, np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test]))
     return path

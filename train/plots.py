@@ -24,11 +24,18 @@ def boundary_grid(x: np.ndarray, step: float = 0.02, pad: float = 0.5):
     return xx, yy, np.c_[xx.ravel(), yy.ravel()].astype(np.float32)
 
 
-def draw_boundary(ax, model, x: np.ndarray, y: np.ndarray, title: str, step: float = 0.02) -> None:
-    xx, yy, grid = boundary_grid(x, step)
+def _probs(model, grid: np.ndarray) -> np.ndarray:
+    """``model`` on ``grid``: a Keras model through Keras, a numpy one (``numpy_forward``) directly."""
+    if getattr(model, "numpy_forward", False):
+        return np.asarray(model(grid))
     from edgekit.train.common import predict
 
-    probs = predict(model, grid)
+    return predict(model, grid)
+
+
+def draw_boundary(ax, model, x: np.ndarray, y: np.ndarray, title: str, step: float = 0.02) -> None:
+    xx, yy, grid = boundary_grid(x, step)
+    probs = _probs(model, grid)
     z = probs.argmax(axis=1) if probs.shape[1] > 1 else (probs[:, 0] > 0.5).astype(int)
     plt = _plt()
     ax.contourf(xx, yy, z.reshape(xx.shape), cmap=plt.cm.coolwarm, alpha=0.8)
