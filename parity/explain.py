@@ -305,6 +305,18 @@ NEEDS = ("the Keras model the export came from: source/model.keras in the export
          "a .keras file or an edgekit example), or model.keras beside an example's exports/")
 
 
+def _keras_path(target) -> Path | None:
+    """The target's Keras model: its recorded path, else the example's ``model.keras`` beside
+    ``exports/`` (an example's manifest records the source path as given on the command line,
+    relative to where export ran, not to the manifest), else ``source/model.keras``."""
+    root = target.manifest.root
+    for cand in (target.keras_path, root.parent / "model.keras" if (root.parent / "example.json").is_file()
+                 else None, root / "source" / "model.keras"):
+        if cand is not None and Path(cand).is_file():
+            return Path(cand)
+    return None
+
+
 def load_keras_layers(target, unsafe: bool = False, keras: Path | str | None = None):
     """The Keras model behind ``target`` (or ``keras``) and its per-layer outputs on the golden inputs.
 
@@ -314,7 +326,7 @@ def load_keras_layers(target, unsafe: bool = False, keras: Path | str | None = N
     from edgekit.parity.keras_model import load_keras
     from edgekit.parity.layer_outputs import layer_outputs
 
-    path = Path(keras) if keras is not None else target.keras_path
+    path = Path(keras) if keras is not None else _keras_path(target)
     if path is None or not Path(path).is_file():
         raise InputError("explain needs the Keras model behind the export",
                          got=str(path if keras is not None else target.manifest.root), expected=NEEDS)
@@ -382,7 +394,7 @@ def annotate_failures(tasks: list, done: list, overrides=None) -> int:
     count = 0
     for task, (row, _) in zip(tasks, done, strict=True):
         ti, target, art, path, backend = task[:5]
-        if row.get("status") != "fail" or art.format not in FORMATS or target.keras_path is None:
+        if row.get("status") != "fail" or art.format not in FORMATS or _keras_path(target) is None:
             continue
         if ti not in cache:
             try:

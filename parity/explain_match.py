@@ -33,6 +33,19 @@ def _is(seg: str, name: str) -> bool:
     return seg == name or (m is not None and m.group(1) == name)
 
 
+def _nested(first: str, rest: list[str], names: set[str]) -> str:
+    """``first`` or, when it is a nested model whose layers are in ``names`` (``outer/inner``), the
+    deepest ``outer/inner`` the following segments name."""
+    best = first
+    for seg in rest:
+        inner = {n[len(best) + 1:] for n in names if n.startswith(best + "/") and "/" not in n[len(best) + 1:]}
+        found = _resolve(seg, inner) if inner else None
+        if found is None:
+            break
+        best = f"{best}/{found}"
+    return best
+
+
 def layer_of_path(path: str, model_name: str, names: set[str]) -> str | None:
     """The Keras layer a ``/``-separated op path belongs to, or None.
 
@@ -45,15 +58,16 @@ def layer_of_path(path: str, model_name: str, names: set[str]) -> str | None:
         if found is not None:
             return found
     segs = [_strip(s) for s in path.split("/") if s]
+    top = {n for n in names if "/" not in n}
     for i, seg in enumerate(segs[:-1]):
         if _is(seg, model_name) and seg not in names:
-            found = _resolve(segs[i + 1], names)
+            found = _resolve(segs[i + 1], top)
             if found is not None:
-                return found
-    for seg in segs:
-        found = _resolve(seg, names)
+                return _nested(found, segs[i + 2:], names)
+    for i, seg in enumerate(segs):
+        found = _resolve(seg, top)
         if found is not None:
-            return found
+            return _nested(found, segs[i + 1:], names)
     return None
 
 
@@ -64,13 +78,22 @@ def _sanitized(path: str, model_name: str, names: set[str]) -> str | None:
     m = re.search(r"(?:^|_)" + re.escape(scope) + r"(?:_\d+)?_(.+)$", path)
     if m is None:
         return None
-    rest = m.group(1)
-    ordered = sorted(names, key=len, reverse=True)
-    for pattern in (r"_\d+(?:_|$)", r"(?:_|$)"):
-        for name in ordered:
-            if re.match(re.escape(name) + pattern, rest):
-                return name
-    return None
+    rest, level, best = m.group(1), {n for n in names if "/" not in n}, None
+    while level:
+        found = None
+        for pattern in (r"_\d+(?:_|$)", r"(?:_|$)"):
+            for name in sorted(level, key=len, reverse=True):
+                hit = re.match(re.escape(name) + pattern, rest)
+                if hit:
+                    found, rest = name, rest[hit.end():]
+                    break
+            if found:
+                break
+        if found is None:
+            break
+        best = found if best is None else f"{best}/{found}"
+        level = {n[len(best) + 1:] for n in names if n.startswith(best + "/") and "/" not in n[len(best) + 1:]}
+    return best
 
 
 def _resolve(seg: str, names: set[str]) -> str | None:
@@ -86,8 +109,9 @@ def tensor_layers(name: str, op_name: str, model_name: str, names: set[str]) -> 
     for text in {name, op_name}:
         for path in text.split(";"):
             lay = layer_of_path(path, model_name, names)
-            if lay is not None:
+            while lay is not None:       # a nested layer belongs to its outer model too
                 found.add(lay)
+                lay = lay.rsplit("/", 1)[0] if "/" in lay else None
     return found
 
 
@@ -152,7 +176,8 @@ def match_layers(keras_layers: list, values: dict[str, np.ndarray], producers: d
         if not cands:
             matches.append(Match(k.name, None, None, why="no tensor of the variant names this layer"))
             continue
-        later = [t for t in cands if any(order[o] > order[k.name] for o in refs[t])]
+        later = [t for t in cands if any(order[o] > order[k.name] and not k.name.startswith(o + "/")
+                                         for o in refs[t])]
         own = [t for t in cands if t not in later]
         chosen = None
         for t in reversed(own):

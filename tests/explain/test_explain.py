@@ -191,3 +191,31 @@ def test_zoo_cnn_blocks_perturbed_separable_conv_named_in_every_format(tmp_path)
     report = edgekit.explain(d / "bad", keras=d / "model.keras", formats=formats)
     assert [v.first_divergent.layer if v.first_divergent else None for v in report.variants] == \
         ["separable_conv2d"] * 4, report.table()
+
+
+@pytest.mark.slow
+def test_tutorial_example_nested_layer_named(quick_example, tmp_path):
+    """A tutorial example (regression_deep: Normalization -> a nested Sequential of Dense/Dropout ->
+    Rescaling): the nested model's layers are compared one by one, as ``deep_net/dense_2``; a fault
+    placed in one of them is named in TFLite and ONNX."""
+    import edgekit
+    from edgekit.parity.keras_model import load_keras
+
+    ex = tmp_path / "regression_deep"
+    shutil.copytree(quick_example("regression_deep"), ex, ignore=shutil.ignore_patterns("exports"))
+    assert edgekit.export(str(ex), formats=["tflite", "onnx"], precisions=["fp32"])
+    clean = edgekit.explain(ex)
+    for v in clean.variants:
+        if v.status == "explained":
+            assert v.first_divergent is None, v.headline()
+            assert any(d.layer == "deep_net/dense_2" and d.status == "ok" for d in v.layers), clean.table()
+    model = load_keras(ex / "model.keras")
+    inner = model.get_layer("deep_net").get_layer("dense_2")
+    w = inner.get_weights()
+    w[0] = w[0] * 1.5
+    inner.set_weights(w)
+    model.save(tmp_path / "bad.keras")
+    assert edgekit.export(str(tmp_path / "bad.keras"), out=str(tmp_path / "bad"), formats=["tflite", "onnx"],
+                          precisions=["fp32"])
+    report = edgekit.explain(tmp_path / "bad", keras=ex / "model.keras", formats=["tflite", "onnx"])
+    assert [v.first_divergent.layer for v in report.variants] == ["deep_net/dense_2"] * 2, report.table()
