@@ -125,3 +125,18 @@ def test_signature_from_the_protobuf_equals_the_loaded_saved_model(quick_example
     outs = [{"name": k, "shape": v.shape.as_list(), "dtype": v.dtype.name}
             for k, v in sorted(sig.structured_outputs.items())]
     assert _signature_info(sm) == (ins, outs)
+
+
+def test_grid_trainer_get_weights_is_the_models():
+    from edgekit.train import grid
+
+    grid._TRAINERS.clear()
+    tr = grid._trainer(0.2, 16, grid.CAPACITY, grid.VAL_CAPACITY)
+    want = [v.numpy() for v in tr.model.weights]
+    got = tr.model.get_weights()
+    assert len(got) == len(want) == 14
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    tr.model.set_weights([w + 1 for w in got])
+    np.testing.assert_array_equal(tr.model.get_weights()[0], want[0] + 1)  # reads the current values
+    grid._TRAINERS.clear()
