@@ -67,7 +67,9 @@ class VariantExplanation:
         d = self.first_divergent
         if d is None:
             compared = sum(1 for x in self.layers if x.max_abs_err is not None)
-            return f"{name}: no divergent layer ({compared} of {len(self.layers)} layers compared)"
+            inner = next((x for x in self.layers if x.status == "over?" and x.note.startswith("not carried")), None)
+            tail = f"; past tolerance inside from {inner.layer} on, not at the output (over?)" if inner else ""
+            return f"{name}: no divergent layer ({compared} of {len(self.layers)} layers compared){tail}"
         hidden = self.hidden_before(d.layer)
         where = f" (compared after {', '.join(hidden)}, which this variant fused in or does not name)" \
             if hidden else ""
