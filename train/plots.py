@@ -16,6 +16,11 @@ def _plt():
     return plt
 
 
+# Fixed margins for the single-panel plots instead of fig.tight_layout(), which measured every
+# text box at 0.1-0.15 s per figure (three figures per example): the labels fit these margins.
+_MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.92}
+
+
 def boundary_grid(x: np.ndarray, step: float = 0.02, pad: float = 0.5):
     """The tutorial's mesh: the data range plus ``pad``, every ``step``."""
     x_min, x_max = x[:, 0].min() - pad, x[:, 0].max() + pad
@@ -47,7 +52,7 @@ def decision_boundary(path: Path, model, x: np.ndarray, y: np.ndarray, title: st
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 5))
     draw_boundary(ax, model, x, y, title)
-    fig.tight_layout()
+    fig.subplots_adjust(**_MARGINS)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -62,7 +67,7 @@ def predicted_vs_actual(path: Path, y_true: np.ndarray, y_pred: np.ndarray, titl
     ax.set_xlabel("Actual")
     ax.set_ylabel("Predicted")
     ax.set_title(title)
-    fig.tight_layout()
+    fig.subplots_adjust(**_MARGINS)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -78,7 +83,7 @@ def training_loss(path: Path, history: dict, epochs_axis: list[int] | None, titl
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
+    fig.subplots_adjust(**{**_MARGINS, "left": 0.17})  # room for log-scale tick labels
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
