@@ -61,7 +61,7 @@ def _convert_all(keras_file: str | None, saved_model: str | None, out: Path, onl
     if keras_file and any(r.startswith("keras.") for r in only):
         import keras
 
-        model = keras.models.load_model(keras_file, compile=False)
+        model = keras.models.load_model(keras_file, compile=False, safe_mode=True)
     for fmt in ("litert", "onnx"):
         runner = f"keras.export.{fmt}"
         if model is None:
