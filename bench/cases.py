@@ -242,6 +242,9 @@ def measure(case: dict, threads: int, budget: timing.Budget) -> dict:
             thr = timing.throughput(opened.bind({k: v[:n] for k, v in xn.items()}), n, budget)
         if case["runner"] == "adapter" and case["format"] in PAIRED_FORMATS:
             paired = _paired(case, threads, f1, x1, budget)
+        elif case.get("kind") == "foreign" and case.get("pair_path"):  # vs edgekit's own fp32 file
+            # re-bound: the throughput bind resized the raw interpreter's tensors to batch N
+            paired = _paired({**case, "path": case["pair_path"]}, threads, opened.bind(x1), x1, budget)
     finally:
         opened.close()
     out = {"runtime": opened.runtime, "load_s": opened.load_s, "threads_used": opened.threads_used,
@@ -258,7 +261,9 @@ PAIRED_BLOCK = 10
 def _paired(case: dict, threads: int, adapter_call: Callable[[], Any], x1: dict, budget: timing.Budget) -> dict:
     """Adapter vs raw call on the same file in the same process, in alternating blocks of
     ``PAIRED_BLOCK`` calls for about ``budget.min_time`` seconds (at least 3 blocks each): load from
-    elsewhere hits both alike, so the overhead is not the difference of two runs minutes apart."""
+    elsewhere hits both alike, so the overhead is not the difference of two runs minutes apart.
+    For a foreign export ``adapter_call`` is its raw call and ``case["path"]`` edgekit's fp32 file
+    (``adapter_p50_ms`` is then the foreign file's, ``raw_p50_ms`` edgekit's)."""
     raw = open_case({**case, "runner": "raw", "kind": "raw"}, threads)
     try:
         raw_call = raw.bind(x1)

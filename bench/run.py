@@ -296,8 +296,11 @@ def run(dirs: list[Path], threads: tuple[str, ...] = THREAD_MODES, budget: Budge
             from edgekit.bench import baselines as foreign
 
             for ex in dict.fromkeys(c["example"] for c in cases):
-                cases += foreign.cases_for([c for c in cases if c["example"] == ex], work, _child_env(1), log,
-                                           formats)
+                own = {c["format"]: c["path"] for c in cases if c["example"] == ex and c["kind"] == "raw"
+                       and c["precision"] == "fp32" and not c.get("error")}
+                for fc in foreign.cases_for([c for c in cases if c["example"] == ex], work, _child_env(1), log,
+                                            formats):
+                    cases.append({**fc, "pair_path": own.get(fc["format"])})
         tuned: dict[str, dict] = {}
         if tune:
             from edgekit.bench.tune import tune_cases

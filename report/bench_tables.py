@@ -97,7 +97,7 @@ def floor_rows(rows: list[dict]) -> list[list[str]]:
         def pct(r):
             return f"{r['pct_peak']:.0%}" if r and r.get("pct_peak") else "-"
 
-        out.append([ex, str(th), "-" if not flops else f"{flops / 1e6:,.1f}", p50(f32),
+        out.append([ex, str(th), "-" if not flops else f"{flops / 1e6:.3g}", p50(f32),
                     "-" if not (f32 and f32.get("gflops")) else f"{f32['gflops']:.1f}", pct(f32), p50(i8), pct(i8),
                     "-" if not (f32 and i8) else f"{f32['latency']['p50_ms'] / i8['latency']['p50_ms']:.2f}x",
                     p50(ox), pct(ox), p50(kx)])

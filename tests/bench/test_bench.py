@@ -186,8 +186,7 @@ def test_adapter_overhead_is_paired_with_the_raw_call_in_one_process(benched):
         assert p["overhead_us"] == pytest.approx((p["adapter_p50_ms"] - p["raw_p50_ms"]) * 1e3)
     fixed = [c for c in doc["checks"] if c["check"] == "overhead_us" and c["subject"].startswith("tflite")]
     assert fixed and all("paired in one process" in c["detail"] for c in fixed), fixed
-    assert all(r["paired"] is None for r in doc["rows"] if r["kind"] != "adapter" or r["format"] != "tflite"
-               and r["format"] != "onnx")
+    assert all(r["paired"] is None for r in doc["rows"] if r["kind"] in ("raw", "baseline"))
 
 
 def test_flops_and_percent_of_peak(benched):
@@ -217,6 +216,7 @@ def test_compare_exports_times_keras_own_exports_and_the_raw_converters(art, tmp
         assert x["status"] == "ok" and x["size_bytes"] > 0 and x["latency"]["p50_ms"] > 0, x
     checks = [c for c in doc["checks"] if c["check"] == "vs_foreign"]
     assert len(checks) == 2 and all(c["value"] > 0 for c in checks), checks
+    assert all("paired in one process" in c["detail"] for c in checks), checks  # vs edgekit's own fp32 file
     assert "Keras' own exports" in r.stdout and "keras.export.litert" in r.stdout
 
 
