@@ -39,8 +39,8 @@ def source_entry(spec, src, tmp: Path, as_live: str | None) -> dict:
         p = Path(p)
         try:
             return p.relative_to(tmp).as_posix()
-        except ValueError:
-            return str(p)
+        except ValueError:  # outside the export (an example's model.keras): absolute, not relative
+            return str(p.resolve())  # to wherever export happened to run
 
     keras = src.keras_path
     model = getattr(src, "keras_model", None)

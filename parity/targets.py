@@ -116,7 +116,12 @@ def _source_path(man: mf.Manifest, key: str) -> Path | None:
     if not rel:
         return None
     p = Path(rel)
-    return p if p.is_absolute() else mf.confined(man.root, rel)
+    if p.is_absolute():
+        return p
+    inside = mf.confined(man.root, rel)
+    # manifests before 0.2 recorded a path outside the export relative to where export ran: not
+    # resolvable here, so the caller falls back to the example's model.keras beside exports/
+    return inside if inside.exists() else None
 
 
 def load_target(manifest_path: Path, inputs: Path | None = None, int_range: tuple[int, int] | None = None,
