@@ -21,6 +21,10 @@ On a device::
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -69,6 +73,36 @@ def flex_op_names(model: bytes) -> list[str]:
     except (struct.error, IndexError, ValueError, TypeError, AttributeError):
         return []
     return sorted(names)
+
+
+_FIRST_DELEGATE = threading.Lock()
+_delegate_announced = False
+
+
+@contextlib.contextmanager
+def _quiet_first_delegate():
+    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to fd 2 on the first
+    allocate of a process, whatever the log level. When the user asked TensorFlow's C++ code to be
+    quiet (``TF_CPP_MIN_LOG_LEVEL=3``: the CLI's default), that first allocate runs with fd 2 on
+    /dev/null; errors still arrive as Python exceptions. Later allocates print nothing anyway."""
+    global _delegate_announced
+    if _delegate_announced or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        yield
+        return
+    with _FIRST_DELEGATE:
+        if _delegate_announced:
+            yield
+            return
+        sys.stderr.flush()
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
+            _delegate_announced = True
 
 
 def _quant(detail: dict) -> dict | None:
@@ -167,7 +201,8 @@ class TFLiteRunner(Runner):
                                         "--tflite-select-tf-ops), or an app linking "
                                         "org.tensorflow:tensorflow-lite-select-tf-ops")
         self._it = it = cls(**kwargs)
-        it.allocate_tensors()
+        with _quiet_first_delegate():
+            it.allocate_tensors()
         _, ins, outs = signature_io(it, self.options["signature"])
         self._in, self._out = ins, outs
         self.quantization = {n: q for n, d in {**ins, **outs}.items() if (q := _quant(d)) is not None}
