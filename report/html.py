@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.core.fmt import sci
 from edgekit.core.fsutil import atomic_file
-from edgekit.report.tables import HEADER, POLICY_HEADER, _num, cells, policy_cells, summary_line
+from edgekit.report.tables import HEADER, POLICY_HEADER, cells, policy_cells, summary_line
 
 MAX_POINTS = 400
 #: Extra sections after the per-example ones and the benchmarks: ``"module:function"`` names, each
@@ -134,7 +135,7 @@ def render_html(rows: list[dict], parity: dict[str, np.ndarray], root: Path) -> 
                     title = " ".join(x for x in (r["format"], r["precision"], r.get("backend"), o["name"]) if x)
                     scatters.append({"svg": Markup(scatter_svg(parity[key_k], parity[key_f], title)),
                                      "caption": f"{r.get('runtime')}: {r['status']}, max abs err "
-                                                f"{_num(o.get('max_abs_err'))}"})
+                                                f"{sci(o.get('max_abs_err'))}"})
         examples.append({"name": ex, "plots": [_img(p) for p in (sorted(d.glob("*.png")) if d else [])],
                          "screenshots": [_img(p) for p in shots if p.is_file()], "scatters": scatters})
     figures = sorted(root.glob("*.png")) if root.is_dir() else []  # e.g. the moons sweep figure

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from edgekit.core.fmt import human_size
+from edgekit.core.fmt import human_size, sci
 from edgekit.parity.results import STATUSES
 
 #: cell colours by status (also the legend's order).
@@ -74,23 +74,17 @@ def _columns(rows: Sequence[Mapping]) -> tuple[list[tuple], list[tuple[str, tupl
     return cols, placed
 
 
-def _num(x) -> str:
-    if x is None:
-        return "-"
-    if x == 0:
-        return "0"
-    return f"{x:.2e}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.4g}"
 
 
 def cell_title(row: Mapping) -> str:
     """The hover text of a cell: status, max error vs tolerance, metric, runtime, first line of the message."""
     parts = [f"{row['example']} · {row['format']} {row['precision']}"
              + (f" ({row['backend']})" if row.get("backend") else "") + f": {row['status']}",
-             f"max abs err {_num(row.get('max_abs_err'))} (atol {_num(row.get('atol'))})"]
+             f"max abs err {sci(row.get('max_abs_err'))} (atol {sci(row.get('atol'))})"]
     if row.get("metric"):
         fmt = row.get("metric_format")
-        parts.append(f"{row['metric']} Keras {_num(row.get('metric_keras'))} → format "
-                     f"{'-' if fmt is None else _num(fmt)}")
+        parts.append(f"{row['metric']} Keras {sci(row.get('metric_keras'))} → format "
+                     f"{'-' if fmt is None else sci(fmt)}")
     parts.append(f"runtime {row.get('runtime') or '-'}")
     msg = str(row.get("message") or "").strip().splitlines()
     if msg:

@@ -6,21 +6,12 @@ Every table goes through :func:`edgekit.core.table.render`.
 from __future__ import annotations
 
 from edgekit.core.fmt import human_size as _size
+from edgekit.core.fmt import sci
 from edgekit.core.table import render
 from edgekit.parity.results import STATUSES, summary_line  # noqa: F401  (re-exported)
 
 HEADER = ("example", "format", "precision", "runtime", "status", "max abs err", "atol",
           "metric Keras → format", "size")
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if x == 0:
-        return "0"
-    return f"{x:.2e}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.4g}"
-
-
 
 
 def _metric(row: dict) -> str:
@@ -34,7 +25,7 @@ def _metric(row: dict) -> str:
 def cells(row: dict) -> list[str]:
     """The table cells of one row, in :data:`HEADER` order."""
     return [row["example"], row["format"], row["precision"], row.get("runtime") or "-", row["status"],
-            _num(row.get("max_abs_err")), _num(row.get("atol")), _metric(row), _size(row.get("size_bytes"))]
+            sci(row.get("max_abs_err")), sci(row.get("atol")), _metric(row), _size(row.get("size_bytes"))]
 
 
 def format_table(rows: list[dict]) -> str:
