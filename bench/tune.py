@@ -93,16 +93,20 @@ def tune_file(path: str, fmt: str, feeds: dict, cpus: int, seconds_each: float =
 
 
 def record(manifest: Path, entries: dict[str, dict]) -> None:
-    """Write ``entries`` (artifact path as in the manifest -> tuning) into ``manifest``, keeping its mtime."""
+    """Write ``entries`` (artifact path as in the manifest -> tuning) into ``manifest``, keeping its mtime.
+    Holds the export directory's run lock (as export and verify do), so a concurrent export's
+    manifest is never overwritten with a stale copy."""
+    from edgekit.core.lock import run_lock
     from edgekit.runtime import manifest as mf
 
-    st = manifest.stat()
-    man = mf.load(manifest)
-    data = dict(man.data)
-    data["artifacts"] = [{**a, "tuning": entries[a["path"]]} if a["path"] in entries else a
-                         for a in data["artifacts"]]
-    mf.save(manifest, data)
-    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with run_lock(manifest.parent, command="edgekit bench --tune", required=False):
+        st = manifest.stat()
+        man = mf.load(manifest)
+        data = dict(man.data)
+        data["artifacts"] = [{**a, "tuning": entries[a["path"]]} if a["path"] in entries else a
+                             for a in data["artifacts"]]
+        mf.save(manifest, data)
+        os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def tune_cases(cases: list[dict], cpus: int, deadline: float | None, log: Callable[[str], None]) -> dict:
