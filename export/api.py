@@ -39,6 +39,8 @@ from edgekit.export.records import metadata as _metadata
 from edgekit.export.records import source_entry as _source_entry
 
 OPSET_RANGE = (10, 18)  # tf2onnx 1.17 converts up to opset 18; quantize_dynamic needs >= 10
+#: the variants --keep-float acts on (full-integer TFLite, dynamic-range ONNX)
+KEEP_FLOAT_VARIANTS = (("tflite", "int8"), ("onnx", "int8_dynamic"))
 CALIBRATION_HOW = ("--calibration FILE.npz (arrays keyed by input name, shape (N, ...), in the inputs' "
                    "dtypes) or FILE.npy for a single-input model, or --inputs FILE.npz")
 
@@ -141,6 +143,11 @@ def export_model(source, out: Path | None = None, formats: list[str] | None = No
     from edgekit.export.quantdebug import parse_keep_float
 
     keep_float = parse_keep_float(keep_float)
+    takes = [(f, p) for f, p in variants if (f, Precision(p).value) in KEEP_FLOAT_VARIANTS]
+    if keep_float and not takes:
+        raise UsageError("--keep-float applies to no variant of this run",
+                         got=", ".join(f"{f} {Precision(p).value}" for f, p in variants),
+                         expected="tflite int8 or onnx int8_dynamic among the planned variants")
     out = Path(out) if out is not None else source_mod.default_out(spec)
     _check_out(out, spec.saved_model_dir or spec.path)
     for opt, f in (("calibration", calibration), ("--inputs", inputs)):

@@ -98,6 +98,8 @@ BAD = {
     "out_unwritable": (lambda t, p: [t["float"], "--out", "/proc/edgekit-export-test"], "not writable"),
     "out_occupied": (lambda t, p: [t["float"], "--out", p / "occupied"], "holds no edgekit manifest"),
     "bad_opset": (lambda t, p: [t["float"], "--opset", "99"], "opset"),
+    "keep_float_without_int8": (lambda t, p: [t["float"], "--formats", "onnx", "--precisions", "fp32",
+                                              "--keep-float", "auto"], "--keep-float applies to no variant"),
 }
 
 
