@@ -192,15 +192,10 @@ NEEDS = ("the Keras model the export came from: source/model.keras in the export
 
 
 def _keras_path(target) -> Path | None:
-    """The target's Keras model: its recorded path, else the example's ``model.keras`` beside
-    ``exports/`` (an example's manifest records the source path as given on the command line,
-    relative to where export ran, not to the manifest), else ``source/model.keras``."""
-    root = target.manifest.root
-    for cand in (target.keras_path, root.parent / "model.keras" if (root.parent / "example.json").is_file()
-                 else None, root / "source" / "model.keras"):
-        if cand is not None and Path(cand).is_file():
-            return Path(cand)
-    return None
+    """The target's Keras model (:func:`edgekit.parity.targets.load_target` resolves it: the recorded
+    source, else an example's ``model.keras`` beside ``exports/``), if the file is there."""
+    path = target.keras_path
+    return Path(path) if path is not None and Path(path).is_file() else None
 
 
 def load_keras_layers(target, unsafe: bool = False, keras: Path | str | None = None):

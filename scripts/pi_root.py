@@ -299,12 +299,7 @@ def _wait(proc: subprocess.Popen) -> int:
     try:
         return proc.wait()
     except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _wait_kill(proc)
         raise
 
 
