@@ -8,8 +8,7 @@ losses, the Keras optimizer — but compiles whole epochs (several per call) int
 one XLA program. Rows are padded to a fixed capacity and masked, so shapes stay
 static: the masked loss is exactly the mean over the real rows of each batch, as
 Keras computes it, and one compiled trainer serves data sets of any size up to
-its capacity (the grid search reuses it across CV folds and candidates instead of
-recompiling for each fit).
+its capacity (the grid search's refit reuses it instead of recompiling).
 
 Per-epoch hooks (validation loss, early stopping, checkpoints) run in Python
 only when asked for, once per epoch, with real Keras callbacks.
@@ -89,18 +88,12 @@ class Trainer:
         jit_compile: compile with XLA (default True).
         fixed_rows: every fit passes exactly ``capacity`` rows, so the number of batches is a
             compile-time constant (faster; default False).
-        dynamic_batch: ``batch_size`` is the largest batch and each :meth:`fit` may ask for any
-            smaller one (its rows fill a ``batch_size``-wide window, the rest masked), so one
-            compiled program serves several batch sizes (the grid search) (default False).
     """
 
     def __init__(self, model, optimizer, loss: str, batch_size: int, capacity: int, n_features: int,
                  target_shape: tuple = (1,), val_capacity: int = 0, jit_compile: bool = True,
-                 fixed_rows: bool = False, dynamic_batch: bool = False):
+                 fixed_rows: bool = False):
         import tensorflow as tf
-
-        if dynamic_batch and fixed_rows:
-            raise ValueError("dynamic_batch and fixed_rows exclude each other")
 
         self.model, self.optimizer, self.loss, self.batch_size = model, optimizer, loss, batch_size
         per_sample = _per_sample_loss(loss)
@@ -111,30 +104,22 @@ class Trainer:
         self.x = tf.Variable(tf.zeros((capacity + bs, n_features)), trainable=False)
         self.y = tf.Variable(tf.zeros((capacity + bs, *yshape), ydt), trainable=False)
         self.n = tf.Variable(0, trainable=False)
-        self.dynamic_batch = dynamic_batch
         variables = model.trainable_variables
         optimizer.build(variables)
         reg = lambda: tf.add_n(model.losses) if model.losses else 0.0  # noqa: E731
 
-        def one_epoch(epoch, seed, k):
+        def one_epoch(epoch, seed):
             n = self.n
             rows = tf.range(capacity + bs)
             u = tf.random.stateless_uniform([capacity + bs], seed=tf.stack([seed, epoch]))
             # argsort of seeded uniforms: a permutation XLA compiles; padding rows sort last
             perm = tf.argsort(tf.where(rows < n, u, 2.0 + tf.cast(rows, tf.float32)))
-            k = k if dynamic_batch else bs  # the fit's batch size (<= bs): an argument, so XLA compiles once
-            nb = (n + k - 1) // k if not fixed_rows else -(-capacity // bs)
+            nb = (n + bs - 1) // bs if not fixed_rows else -(-capacity // bs)
             total = tf.constant(0.0)
             b = tf.constant(0)
             while b < nb:  # a while loop: XLA needs no compile-time trip count
-                if dynamic_batch:  # a bs-wide window; its first k rows (fewer at the end) are the batch.
-                    # A gather, not tf.slice: a slice at b * k makes XLA treat k as a compile-time
-                    # constant and compile again for every batch size.
-                    idx = tf.gather(perm, b * k + tf.range(bs))
-                    w = tf.cast((tf.range(bs) < k) & (b * k + tf.range(bs) < n), tf.float32)
-                else:
-                    idx = tf.slice(perm, [b * bs], [bs])
-                    w = tf.cast(b * bs + tf.range(bs) < n, tf.float32)
+                idx = tf.slice(perm, [b * bs], [bs])
+                w = tf.cast(b * bs + tf.range(bs) < n, tf.float32)
                 xb, yb = tf.gather(self.x, idx), tf.gather(self.y, idx)
                 with tf.GradientTape() as tape:
                     lvec = per_sample(yb, model(xb, training=True))
@@ -146,10 +131,10 @@ class Trainer:
             return total / tf.cast(n, tf.float32)
 
         @tf.function(jit_compile=jit_compile)
-        def run_epochs(start, count, seed, k):
+        def run_epochs(start, count, seed):
             last = tf.constant(0.0)
             for e in tf.range(count):
-                last = one_epoch(start + e, seed, k)
+                last = one_epoch(start + e, seed)
             return last
 
         self._run_epochs = run_epochs
@@ -164,11 +149,11 @@ class Trainer:
                 return tf.reduce_sum(lvec * w) / tf.reduce_sum(w) + reg()
 
             @tf.function(jit_compile=jit_compile)
-            def run_epochs_val(start, count, seed, k):
+            def run_epochs_val(start, count, seed):
                 """``run_epochs`` and then the validation loss, in one call (one dispatch per epoch)."""
                 last = tf.constant(0.0)
                 for e in tf.range(count):
-                    last = one_epoch(start + e, seed, k)
+                    last = one_epoch(start + e, seed)
                 return tf.stack([last, val_loss()])
 
             self._val_loss = tf.function(val_loss, jit_compile=jit_compile)
@@ -187,19 +172,10 @@ class Trainer:
         nvar.assign(len(x))
 
     def fit(self, x, y, *, epochs: int, seed: int = 0, validation=None, callbacks=None,
-            progress: Callable | None = None, epochs_per_call: int | None = None,
-            batch_size: int | None = None) -> History:
-        """Train for ``epochs`` on ``(x, y)``; see :func:`fit` for the arguments.
-
-        ``batch_size`` (default None: the trainer's) may differ from the trainer's only when it was
-        built with ``dynamic_batch=True``, and must not exceed it.
-        """
+            progress: Callable | None = None, epochs_per_call: int | None = None) -> History:
+        """Train for ``epochs`` on ``(x, y)``; see :func:`fit` for the arguments."""
         import tensorflow as tf
 
-        if batch_size is not None and batch_size != self.batch_size:
-            if not self.dynamic_batch or not 1 <= batch_size <= self.batch_size:
-                raise ValueError(f"batch_size must be in 1..{self.batch_size} on a dynamic_batch trainer, "
-                                 f"got {batch_size}")
         self._load(self.x, self.y, self.n, x, y, self.capacity)
         if validation is not None:
             self._load(self.xv, self.yv, self.nv, validation[0], validation[1], self.val_capacity)
@@ -208,10 +184,9 @@ class Trainer:
         t0 = time.perf_counter()
         epoch = 0
         seed_t = tf.constant(seed, tf.int32)
-        k_t = tf.constant(batch_size or self.batch_size, tf.int32)
         while epoch < epochs and not model.stop_training:
             count = min(epochs_per_call, epochs - epoch)
-            args = (tf.constant(epoch, tf.int32), tf.constant(count, tf.int32), seed_t, k_t)
+            args = (tf.constant(epoch, tf.int32), tf.constant(count, tf.int32), seed_t)
             if validation is not None:
                 value, val = (float(v) for v in self._run_epochs_val(*args).numpy())
             else:

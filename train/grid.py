@@ -16,7 +16,11 @@ what we do instead:
   best: only the final refit of the best parameters checkpoints (ModelCheckpoint
   on val_loss, save_best_only), and that checkpoint is reloaded, evaluated and exported.
 
-Fits run through :func:`edgekit.train.fit.fit` (same math as ``model.fit``, compiled epochs).
+On TensorFlow the 36 cross-validation fits are trained together as the members of one stacked
+network (:mod:`edgekit.train.grid_stacked`: same folds, candidates, early stopping and scores as
+GridSearchCV, 28 s -> ~6 s here); on other backends GridSearchCV runs them one by one. The final
+refit goes through scikeras on every backend, its fit a compiled :class:`edgekit.train.fit.Trainer`
+(same math as ``model.fit``).
 """
 
 from __future__ import annotations
@@ -53,64 +57,16 @@ def create_model(learning_rate: float = 0.01, dropout_rate: float = 0.2):
     return model
 
 
-# The compiled trainers of the grid's fits. On TensorFlow ONE program serves all 37 fits: the
-# dropout rate is a variable read by the trainer's own dropout layers and the batch size a
-# runtime value (``dynamic_batch``: a 32-wide window, the rows past the fit's batch masked), so
-# XLA compiles once instead of once per (dropout, batch size) pair (~4 s each on this machine).
-# Other backends keep one trainer per pair.
+# The compiled trainers of the scikeras fits, one per (dropout, batch size, capacity): on TensorFlow
+# only the final refit goes through scikeras (the CV fits are trained stacked, grid_stacked.py).
 _TRAINERS: dict = {}
-MAX_BATCH = max(PARAM_GRID["batch_size"])
-
-
-class _Rate:
-    """The shared dropout rate (and draw counter) of the single TensorFlow trainer's dropout layers.
-
-    A plain object, so Keras' tracker does not count its variables as the model's weights.
-    """
-
-    def __init__(self):
-        import tensorflow as tf
-
-        self.rate = tf.Variable(0.0, trainable=False, name="grid_dropout_rate")
-        self.draws = tf.Variable(0, trainable=False, dtype=tf.int32, name="grid_dropout_draws")
-
-
-def _rate_dropout_net(rate: _Rate):
-    """:func:`deep_net` with its Dropout layers reading ``rate.rate`` (the same weights, in the same order).
-
-    Inverted dropout as Keras computes it: keep a unit when a seeded uniform is >= rate, scale the
-    kept ones by 1 / (1 - rate); each call draws a fresh seed from ``rate.draws``.
-    """
-    import keras
-    import tensorflow as tf
-
-    from edgekit.train.regression import N_FEATURES, deep_net
-
-    class RateDropout(keras.layers.Layer):
-        def __init__(self, index: int, **kwargs):
-            super().__init__(**kwargs)
-            self._index, self._holder = index, [rate]  # a list: not a tracked attribute
-
-        def call(self, x, training=False):
-            if not training:
-                return x
-            r = self._holder[0]
-            n = r.draws.assign_add(1)
-            u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([n, tf.constant(self._index)]))
-            return tf.where(u >= r.rate, x / (1.0 - r.rate), tf.zeros_like(x))
-
-    template = deep_net(0.5, name="grid_trainer")
-    drops = iter(range(1, 100))
-    layers = [RateDropout(next(drops)) if isinstance(layer, keras.layers.Dropout) else layer
-              for layer in template.layers]
-    return keras.Sequential([keras.Input((N_FEATURES,)), *layers], name="grid_trainer")
 
 
 def _fast_get_weights(model) -> None:
     """``model.get_weights()`` in one compiled call instead of one eager read per variable.
 
-    EarlyStopping(restore_best_weights=True) snapshots the weights at every improving epoch:
-    over the grid's ~2500 epochs that was ~20 000 eager reads. Same arrays, same order.
+    EarlyStopping(restore_best_weights=True) snapshots the weights at every improving epoch
+    (14 eager reads each). Same arrays, same order.
     """
     import tensorflow as tf
 
@@ -120,50 +76,20 @@ def _fast_get_weights(model) -> None:
 
 
 def _trainer(dropout: float, batch_size: int, capacity: int, val_capacity: int):
-    """The compiled trainer for a fit, set to ``dropout`` (TensorFlow: the one shared trainer)."""
+    """The compiled trainer for a fit of ``create_model(dropout_rate=dropout)`` at ``batch_size``."""
     import keras
 
     from edgekit.train.fit import make_trainer
     from edgekit.train.regression import N_FEATURES, deep_net
 
-    if keras.backend.backend() == "tensorflow":
-        key: tuple = ("shared", capacity, val_capacity)
-        if key not in _TRAINERS:
-            rate = _Rate()
-            tr = make_trainer(_rate_dropout_net(rate), keras.optimizers.SGD(0.01), "mse", MAX_BATCH, capacity,
-                              N_FEATURES, val_capacity=val_capacity, dynamic_batch=True)
-            tr.grid_rate = rate
-            _fast_get_weights(tr.model)
-            _TRAINERS[key] = tr
-        tr = _TRAINERS[key]
-        tr.grid_rate.rate.assign(dropout)
-        return tr
     key = (dropout, batch_size, capacity, val_capacity)
     if key not in _TRAINERS:
-        _TRAINERS[key] = make_trainer(deep_net(dropout, name="grid_trainer"), keras.optimizers.SGD(0.01), "mse",
-                                      batch_size, capacity, N_FEATURES, val_capacity=val_capacity)
+        tr = make_trainer(deep_net(dropout, name="grid_trainer"), keras.optimizers.SGD(0.01), "mse",
+                          batch_size, capacity, N_FEATURES, val_capacity=val_capacity)
+        if keras.backend.backend() == "tensorflow":
+            _fast_get_weights(tr.model)
+        _TRAINERS[key] = tr
     return _TRAINERS[key]
-
-
-def _plain_checkpoint(path: str, twin_params: dict):
-    """``ModelCheckpoint(path, monitor="val_loss", save_best_only=True)`` that saves a plain :func:`create_model`.
-
-    The fit trains the shared trainer's model, whose dropout layers read a variable; each epoch its
-    weights are copied into a twin built by ``create_model(**twin_params)``, which is what gets saved,
-    so the checkpoint holds standard Keras layers only and loads anywhere.
-    """
-    import keras
-
-    class PlainModelCheckpoint(keras.callbacks.ModelCheckpoint):
-        def set_model(self, model):
-            self._source = model
-            super().set_model(create_model(**twin_params))
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.model.set_weights(self._source.get_weights())
-            super().on_epoch_end(epoch, logs)
-
-    return PlainModelCheckpoint(path, monitor="val_loss", save_best_only=True)
 
 
 def _wrapper_class():
@@ -186,8 +112,7 @@ def _wrapper_class():
                 v.assign(v.numpy() * 0)
             tr.optimizer.learning_rate = params["model__learning_rate"]
             hist = tr.fit(xt, yt, epochs=epochs, seed=self.random_state or 0, validation=(xv, yv),
-                          callbacks=self._fit_callbacks,
-                          **({"batch_size": self.batch_size} if getattr(tr, "dynamic_batch", False) else {}))
+                          callbacks=self._fit_callbacks)
             self.model_.set_weights(tr.model.get_weights())
             self.history_ = dict(hist.history)
             self.epochs_run_ = hist.epochs_run
@@ -204,7 +129,7 @@ def _wrapper_class():
 
 
 @register("regression_grid", "regression", "make_regression: grid-searched deep network (scikeras)",
-          quality="test R² > 0.95", cost=30.0, passes=lambda m: m["test_r2"] > 0.95,
+          quality="test R² > 0.95", cost=12.0, passes=lambda m: m["test_r2"] > 0.95,
           not_distributable="a grid search: 37 scikeras fits with validation and early stopping")
 def regression_grid(ctx: TrainContext) -> TrainResult:
     import keras
@@ -215,32 +140,40 @@ def regression_grid(ctx: TrainContext) -> TrainResult:
     d = data()
     seed_everything(ctx.seed)
     wrapper = _wrapper_class()
-    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=True)
-    est = wrapper(model=create_model, loss="mean_squared_error", callbacks=[early], verbose=0,
-                  random_state=ctx.seed)
     grid_spec = QUICK_GRID if ctx.quick else PARAM_GRID
-    grid = GridSearchCV(est, grid_spec, cv=2 if ctx.quick else 3, refit=False, error_score="raise")
-    n_cand = int(np.prod([len(v) for v in grid_spec.values()]))
-    done = [0]
+    cv = 2 if ctx.quick else 3
     xs, ys = d.xs_train, d.ys_train.ravel()
+    if keras.backend.backend() == "tensorflow":
+        from edgekit.train import grid_stacked
 
-    grid.fit(xs, ys)
-    done[0] = n_cand
-    best = grid.best_params_
+        cvr = grid_stacked.search(create_model(), xs, ys, grid_spec, cv, PATIENCE, VALIDATION_SPLIT, ctx.seed,
+                                  log=ctx.log)
+        engine = "stacked: every CV fit one member of one network (grid_stacked.py)"
+    else:
+        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=True)
+        est = wrapper(model=create_model, loss="mean_squared_error", callbacks=[early], verbose=0,
+                      random_state=ctx.seed)
+        search = GridSearchCV(est, grid_spec, cv=cv, refit=False, error_score="raise")
+        search.fit(xs, ys)
+        cvr = search.cv_results_
+        engine = "scikit-learn GridSearchCV over scikeras KerasRegressor"
+    best_index = int(np.argmin(cvr["rank_test_score"]))
+    best, best_score = cvr["params"][best_index], float(cvr["mean_test_score"][best_index])
+    n_cand = len(cvr["params"])
     results = [{"params": {k.replace("model__", ""): v for k, v in p.items()},
                 "mean_r2": float(m), "std_r2": float(s), "rank": int(r)}
-               for p, m, s, r in zip(grid.cv_results_["params"], grid.cv_results_["mean_test_score"],
-                                     grid.cv_results_["std_test_score"], grid.cv_results_["rank_test_score"])]
+               for p, m, s, r in zip(cvr["params"], cvr["mean_test_score"], cvr["std_test_score"],
+                                     cvr["rank_test_score"])]
     if ctx.log:
-        ctx.log(f"  grid: best {best} mean R² {grid.best_score_:.4f} over {n_cand} candidates")
+        ctx.log(f"  grid: best {best} mean R² {best_score:.4f} over {n_cand} candidates")
 
     # Final refit of the best parameters, checkpointing the best val_loss epoch.
     ckpt = ctx.dir / "checkpoint_best.keras"
-    twin_params = {"learning_rate": best["model__learning_rate"], "dropout_rate": best["model__dropout_rate"]}
     final = wrapper(model=create_model, loss="mean_squared_error", verbose=0, random_state=ctx.seed,
                     callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE,
                                                              restore_best_weights=True),
-                               _plain_checkpoint(str(ckpt), twin_params)],
+                               keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss",
+                                                               save_best_only=True)],
                     **best)
     final.fit(xs, ys)
     best_net = keras.models.load_model(ckpt, safe_mode=True)
@@ -252,10 +185,11 @@ def regression_grid(ctx: TrainContext) -> TrainResult:
 
     return finish(ctx, best_net, d, "regression_grid", _Hist,
                   {"architecture": "128σ-Drop(r)-64relu-Drop(r)-32σ-16relu-8σ-5relu-1", "optimizer": "sgd",
-                   "grid": {k.replace("model__", ""): v for k, v in grid_spec.items()}, "cv": grid.cv,
+                   "grid": {k.replace("model__", ""): v for k, v in grid_spec.items()}, "cv": cv,
+                   "search": engine,
                    "best_params": {k.replace("model__", ""): v for k, v in best.items()},
                    "early_stopping": {"monitor": "val_loss", "patience": PATIENCE,
                                       "restore_best_weights": True},
                    "validation_split": VALIDATION_SPLIT},
-                  extra={"grid_results": results, "best_cv_r2": float(grid.best_score_),
+                  extra={"grid_results": results, "best_cv_r2": best_score,
                          "final_refit_epochs": int(final.epochs_run_), "checkpoint_val_loss": val_loss})
