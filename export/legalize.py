@@ -139,7 +139,7 @@ def einsum_plan(equation: str, shape_a, shape_b) -> dict | None:
         return None
     if any(c not in la + lb for c in lo):
         return None
-    size = {}
+    size: dict[str, int | None] = {}
     for labels, shape in ((la, shape_a), (lb, shape_b)):
         for c, d in zip(labels, shape, strict=True):
             if d is not None and size.get(c) not in (None, d):
@@ -253,6 +253,60 @@ def _einsum(g: GraphEditor) -> int:
     return count
 
 
+def _batch_of(g: GraphEditor, ref: str, x: str) -> bool:
+    """``ref`` computes ``Shape(x)[0]`` (StridedSlice 0:1:1 with shrink_axis_mask 1 of Shape(x))."""
+    ss = g.node(g.source(ref))
+    if ss is None or ss.op != "StridedSlice" or len(ss.input) < 4:
+        return False
+    masks = {k: ss.attr[k].i if k in ss.attr else 0
+             for k in ("shrink_axis_mask", "ellipsis_mask", "new_axis_mask", "begin_mask", "end_mask")}
+    if masks["shrink_axis_mask"] != 1 or masks["ellipsis_mask"] or masks["new_axis_mask"] or masks["end_mask"] & 1:
+        return False
+    begin, end, strides = (g.const_value(i) for i in ss.input[1:4])
+    if any(v is None or v.shape != (1,) for v in (begin, end, strides)):
+        return False
+    if int(end[0]) != 1 or int(strides[0]) != 1 or (int(begin[0]) != 0 and not masks["begin_mask"] & 1):
+        return False
+    shape = g.node(g.source(ss.input[0]))
+    return shape is not None and shape.op == "Shape" and bool(shape.input) and g.source(shape.input[0]) == g.source(x)
+
+
+def _reshape_batch(g: GraphEditor) -> int:
+    """Reshape(x, Pack(Shape(x)[0], c1, c2, ...)) with constant c's >= 1 -> Reshape(x, [-1, c1, c2, ...]).
+
+    Keras' Reshape layer builds its target shape at run time from the batch of its input
+    (Shape -> StridedSlice -> Pack -> Reshape). XNNPACK takes none of those ops, so every such
+    Reshape splits the TFLite graph into another delegate partition: EfficientNetB0's 16
+    squeeze-and-excitation blocks ran as 17 partitions. With a constant target shape the whole graph
+    is one partition. The values are identical: ``x`` has ``batch * c1 * c2 * ...`` elements, so -1
+    resolves to the batch (also for an empty batch); the batch stays dynamic."""
+    count = 0
+    for n in [n for n in g.gd.node if n.op == "Reshape"]:
+        pack = g.node(g.source(n.input[1]))
+        if pack is None or pack.op != "Pack" or pack.attr["axis"].i != 0 or len(pack.input) < 2:
+            continue
+        if not _batch_of(g, pack.input[0], n.input[0]):
+            continue
+        rest = [g.const_value(i) for i in pack.input[1:]]
+        if any(v is None or v.ndim != 0 or int(v) < 1 for v in rest):
+            continue
+        dims = [int(v) for v in rest]
+        known = g.shape(n.input[0])
+        if known is not None and all(d is not None for d in known[1:]):
+            size = 1
+            for d in known[1:]:
+                size *= int(d)
+            prod = 1
+            for d in dims:
+                prod *= d
+            if size != prod:
+                continue
+        c = g.const(f"{n.name}/edgekit_shape", [-1, *dims], pack.attr["T"].type, like=n)
+        n.input[1] = c.name
+        count += 1
+    return count
+
+
 @dataclass(frozen=True)
 class Rewrite:
     """One named graph rewrite.
@@ -283,6 +337,7 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("expm1->exp-1", ("Expm1",), ("coreml", "onnx"), _expm1),
     Rewrite("cumsum-axis->positive", ("Cumsum", "Cumprod"), ("tfjs",), _positive_axes),
     Rewrite("einsum->matmul", ("Einsum",), ("tfjs", "coreml"), _einsum),
+    Rewrite("reshape-batch->-1", ("Shape", "StridedSlice", "Pack"), ("tflite",), _reshape_batch),
 )
 BY_NAME = {r.name: r for r in REWRITES}
 
