@@ -88,11 +88,15 @@ class Trainer:
         jit_compile: compile with XLA (default True).
         fixed_rows: every fit passes exactly ``capacity`` rows, so the number of batches is a
             compile-time constant (faster; default False).
+        members: the models ``model`` holds side by side (:func:`side_by_side`), trained together
+            on the same rows and batches: each member's loss is its own mean loss plus its own
+            regularisation, the step minimises their sum (members share no weight, so each gets
+            exactly its own gradient), and the history's loss is a per-member array (default none).
     """
 
     def __init__(self, model, optimizer, loss: str, batch_size: int, capacity: int, n_features: int,
                  target_shape: tuple = (1,), val_capacity: int = 0, jit_compile: bool = True,
-                 fixed_rows: bool = False):
+                 fixed_rows: bool = False, members: list | None = None):
         import tensorflow as tf
 
         self.model, self.optimizer, self.loss, self.batch_size = model, optimizer, loss, batch_size
@@ -106,7 +110,22 @@ class Trainer:
         self.n = tf.Variable(0, trainable=False)
         variables = model.trainable_variables
         optimizer.build(variables)
-        reg = lambda: tf.add_n(model.losses) if model.losses else 0.0  # noqa: E731
+        self.members = members
+        if members and val_capacity:
+            raise ValueError("a side-by-side trainer takes no validation data")
+        if members:
+            def reg():  # each member's own regularisation, [M]
+                return tf.stack([tf.add_n(m.losses) if m.losses else tf.constant(0.0) for m in members])
+
+            def member_losses(yb, pred):  # [B, M]: each member's per-sample loss on the shared targets
+                return per_sample(tf.repeat(tf.expand_dims(yb, 1), len(members), axis=1), pred)
+        else:
+            def reg():
+                return tf.add_n(model.losses) if model.losses else 0.0
+
+            member_losses = per_sample
+        zero = tf.zeros([len(members)]) if members else tf.constant(0.0)
+        axis = 0 if members else None
 
         def one_epoch(epoch, seed):
             n = self.n
@@ -115,16 +134,18 @@ class Trainer:
             # argsort of seeded uniforms: a permutation XLA compiles; padding rows sort last
             perm = tf.argsort(tf.where(rows < n, u, 2.0 + tf.cast(rows, tf.float32)))
             nb = (n + bs - 1) // bs if not fixed_rows else -(-capacity // bs)
-            total = tf.constant(0.0)
+            total = zero
             b = tf.constant(0)
             while b < nb:  # a while loop: XLA needs no compile-time trip count
                 idx = tf.slice(perm, [b * bs], [bs])
                 w = tf.cast(b * bs + tf.range(bs) < n, tf.float32)
                 xb, yb = tf.gather(self.x, idx), tf.gather(self.y, idx)
                 with tf.GradientTape() as tape:
-                    lvec = per_sample(yb, model(xb, training=True))
-                    value = tf.reduce_sum(lvec * w) / tf.reduce_sum(w) + reg()
-                grads = tape.gradient(value, variables)
+                    lvec = member_losses(yb, model(xb, training=True))
+                    wm = w[:, None] if members else w
+                    value = tf.reduce_sum(lvec * wm, axis=axis) / tf.reduce_sum(w) + reg()
+                    objective = tf.reduce_sum(value) if members else value
+                grads = tape.gradient(objective, variables)
                 optimizer.apply_gradients(zip(grads, variables))
                 total += value * tf.reduce_sum(w)
                 b += 1
@@ -132,7 +153,7 @@ class Trainer:
 
         @tf.function(jit_compile=jit_compile)
         def run_epochs(start, count, seed):
-            last = tf.constant(0.0)
+            last = zero
             for e in tf.range(count):
                 last = one_epoch(start + e, seed)
             return last
@@ -190,18 +211,20 @@ class Trainer:
             if validation is not None:
                 value, val = (float(v) for v in self._run_epochs_val(*args).numpy())
             else:
-                value = float(self._run_epochs(*args))
+                out = self._run_epochs(*args).numpy()
+                value = [float(v) for v in out] if self.members else float(out)
             epoch += count
             hist.history["loss"].append(value)
             hist.epoch_axis.append(epoch)
-            logs = {"loss": value}
+            total = float(np.sum(value))  # members: the summed loss the step minimises
+            logs = {"loss": total}
             if validation is not None:
                 logs["val_loss"] = val
                 hist.history["val_loss"].append(val)
             for cb in callbacks:
                 cb.on_epoch_end(epoch - 1, logs)
             if progress is not None:
-                progress(epoch, epochs, value)
+                progress(epoch, epochs, total)
         for cb in callbacks:
             cb.on_train_end()
         hist.epochs_run = epoch
@@ -248,6 +271,55 @@ def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, op
                            jit_compile=jit_compile, fixed_rows=True)
     return trainer.fit(x, yt, epochs=epochs, seed=seed, validation=validation, callbacks=callbacks,
                        progress=progress, epochs_per_call=epochs_per_call)
+
+
+def side_by_side(models: list):
+    """One Keras model running ``models`` (same input) side by side: its output stacks theirs on axis 1."""
+    import keras
+
+    inp = keras.Input(tuple(models[0].inputs[0].shape[1:]))
+    return keras.Model(inp, keras.ops.stack([m(inp) for m in models], axis=1), name="side_by_side")
+
+
+def fit_together(models: list, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, optimizer,
+                 loss: str, seed: int = 0, progress: Callable[[int, int, float], None] | None = None,
+                 jit_compile: bool = True) -> list[History]:
+    """:func:`fit` for several models on the same rows at once: one compiled program trains them all.
+
+    Each model gets what its own ``fit(model, x, y, ..., seed=seed)`` would: the same shuffles and
+    batches (one seed), its own loss and regularisation, and — the optimizer being elementwise
+    (SGD, Adam, ...) and the models sharing no weight — its own updates; only floating-point
+    summation order differs. TensorFlow only (one :class:`Trainer` with ``members``); other
+    backends and distributed fits train the models one after another with :func:`fit`.
+
+    Args:
+        models: built Keras models with the same input shape and output shape.
+        optimizer: a zero-argument callable returning a fresh Keras optimizer (one per model when
+            they train one after another).
+        Others: as :func:`fit` (no validation or callbacks).
+
+    Returns:
+        One :class:`History` per model, in order.
+    """
+    import keras
+
+    from edgekit.train import distribute
+
+    distributed = distribute.ACTIVE is not None and distribute.ACTIVE.distribute is not None
+    if keras.backend.backend() != "tensorflow" or distributed or len(models) < 2:
+        return [fit(m, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer(), loss=loss, seed=seed,
+                    progress=progress, jit_compile=jit_compile) for m in models]
+    x = np.asarray(x, np.float32)
+    yt = _targets(y, loss)
+    trainer = Trainer(side_by_side(models), optimizer(), loss, min(batch_size, len(x)), len(x), x.shape[1],
+                      target_shape=yt.shape[1:], jit_compile=jit_compile, fixed_rows=True, members=models)
+    both = trainer.fit(x, yt, epochs=epochs, seed=seed, progress=progress)
+    out = []
+    for i in range(len(models)):
+        h = History(history={"loss": [v[i] for v in both.history["loss"]]}, epoch_axis=list(both.epoch_axis),
+                    epochs_run=both.epochs_run, seconds=both.seconds)
+        out.append(h)
+    return out
 
 
 def make_trainer(model, optimizer, loss: str, batch_size: int, capacity: int, n_features: int, **kwargs):

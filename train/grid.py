@@ -17,10 +17,11 @@ what we do instead:
   on val_loss, save_best_only), and that checkpoint is reloaded, evaluated and exported.
 
 On TensorFlow the 36 cross-validation fits are trained together as the members of one stacked
-network (:mod:`edgekit.train.grid_stacked`: same folds, candidates, early stopping and scores as
-GridSearchCV, 28 s -> ~6 s here); on other backends GridSearchCV runs them one by one. The final
-refit goes through scikeras on every backend, its fit a compiled :class:`edgekit.train.fit.Trainer`
-(same math as ``model.fit``).
+network, and the refit as a one-member one (:mod:`edgekit.train.grid_stacked`: the same folds,
+candidates, EarlyStopping rule and scores as GridSearchCV + scikeras; 32 s -> ~10 s here), the
+refit's best epoch written once as the checkpoint. On other backends GridSearchCV runs scikeras'
+KerasRegressor fit by fit (each a compiled :class:`edgekit.train.fit.Trainer`, same math as
+``model.fit``) with Keras' EarlyStopping and ModelCheckpoint callbacks.
 """
 
 from __future__ import annotations
@@ -128,60 +129,34 @@ def _wrapper_class():
     return FastKerasRegressor
 
 
-@register("regression_grid", "regression", "make_regression: grid-searched deep network (scikeras)",
+@register("regression_grid", "regression", "make_regression: grid-searched deep network (3-fold CV, 12 candidates)",
           quality="test R² > 0.95", cost=12.0, passes=lambda m: m["test_r2"] > 0.95,
-          not_distributable="a grid search: 37 scikeras fits with validation and early stopping")
+          not_distributable="a grid search: 37 fits with validation and early stopping")
 def regression_grid(ctx: TrainContext) -> TrainResult:
     import keras
-    from sklearn.model_selection import GridSearchCV
 
     from edgekit.train.regression import data, finish
 
     d = data()
     seed_everything(ctx.seed)
-    wrapper = _wrapper_class()
     grid_spec = QUICK_GRID if ctx.quick else PARAM_GRID
     cv = 2 if ctx.quick else 3
     xs, ys = d.xs_train, d.ys_train.ravel()
-    if keras.backend.backend() == "tensorflow":
-        from edgekit.train import grid_stacked
-
-        cvr = grid_stacked.search(create_model(), xs, ys, grid_spec, cv, PATIENCE, VALIDATION_SPLIT, ctx.seed,
-                                  log=ctx.log)
-        engine = "stacked: every CV fit one member of one network (grid_stacked.py)"
-    else:
-        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=True)
-        est = wrapper(model=create_model, loss="mean_squared_error", callbacks=[early], verbose=0,
-                      random_state=ctx.seed)
-        search = GridSearchCV(est, grid_spec, cv=cv, refit=False, error_score="raise")
-        search.fit(xs, ys)
-        cvr = search.cv_results_
-        engine = "scikit-learn GridSearchCV over scikeras KerasRegressor"
+    ckpt = ctx.dir / "checkpoint_best.keras"
+    run = _stacked if keras.backend.backend() == "tensorflow" else _scikeras
+    engine, cvr, best, refit_hist, epochs_run = run(ctx, xs, ys, grid_spec, cv, ckpt)
+    best_net = keras.models.load_model(ckpt, safe_mode=True)
     best_index = int(np.argmin(cvr["rank_test_score"]))
-    best, best_score = cvr["params"][best_index], float(cvr["mean_test_score"][best_index])
-    n_cand = len(cvr["params"])
+    best_score = float(cvr["mean_test_score"][best_index])
     results = [{"params": {k.replace("model__", ""): v for k, v in p.items()},
                 "mean_r2": float(m), "std_r2": float(s), "rank": int(r)}
                for p, m, s, r in zip(cvr["params"], cvr["mean_test_score"], cvr["std_test_score"],
                                      cvr["rank_test_score"])]
-    if ctx.log:
-        ctx.log(f"  grid: best {best} mean R² {best_score:.4f} over {n_cand} candidates")
-
-    # Final refit of the best parameters, checkpointing the best val_loss epoch.
-    ckpt = ctx.dir / "checkpoint_best.keras"
-    final = wrapper(model=create_model, loss="mean_squared_error", verbose=0, random_state=ctx.seed,
-                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE,
-                                                             restore_best_weights=True),
-                               keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss",
-                                                               save_best_only=True)],
-                    **best)
-    final.fit(xs, ys)
-    best_net = keras.models.load_model(ckpt, safe_mode=True)
-    val_loss = float(np.min(final.history_["val_loss"]))
+    val_loss = float(np.min(refit_hist["val_loss"]))
 
     class _Hist:
-        history = {"loss": final.history_["loss"], "val_loss": final.history_["val_loss"]}
-        epoch_axis = list(range(1, len(final.history_["loss"]) + 1))
+        history = {"loss": refit_hist["loss"], "val_loss": refit_hist["val_loss"]}
+        epoch_axis = list(range(1, len(refit_hist["loss"]) + 1))
 
     return finish(ctx, best_net, d, "regression_grid", _Hist,
                   {"architecture": "128σ-Drop(r)-64relu-Drop(r)-32σ-16relu-8σ-5relu-1", "optimizer": "sgd",
@@ -192,4 +167,51 @@ def regression_grid(ctx: TrainContext) -> TrainResult:
                                       "restore_best_weights": True},
                    "validation_split": VALIDATION_SPLIT},
                   extra={"grid_results": results, "best_cv_r2": best_score,
-                         "final_refit_epochs": int(final.epochs_run_), "checkpoint_val_loss": val_loss})
+                         "final_refit_epochs": int(epochs_run), "checkpoint_val_loss": val_loss})
+
+
+def _best(cvr, log, n_cand: int) -> dict:
+    i = int(np.argmin(cvr["rank_test_score"]))  # GridSearchCV's best_index_
+    if log:
+        log(f"  grid: best {cvr['params'][i]} mean R² {float(cvr['mean_test_score'][i]):.4f} over {n_cand} candidates")
+    return cvr["params"][i]
+
+
+def _stacked(ctx: TrainContext, xs, ys, grid_spec: dict, cv: int, ckpt):
+    """TensorFlow: the CV fits and then the refit as members of stacked networks (grid_stacked.py).
+
+    The refit's best val_loss epoch (EarlyStopping's restored weights) is written to ``ckpt``
+    once, the file ModelCheckpoint(save_best_only=True) would have left.
+    """
+    from edgekit.train import grid_stacked
+
+    cvr = grid_stacked.search(create_model(), xs, ys, grid_spec, cv, PATIENCE, VALIDATION_SPLIT, ctx.seed,
+                              log=ctx.log)
+    best = _best(cvr, ctx.log, len(cvr["params"]))
+    seed_everything(ctx.seed)
+    net = create_model(best["model__learning_rate"], best["model__dropout_rate"])
+    hist = grid_stacked.refit(net, xs, ys, best, PATIENCE, VALIDATION_SPLIT, ctx.seed)
+    net.save(ckpt)
+    return ("stacked: the CV fits and the refit trained as members of one network (grid_stacked.py)",
+            cvr, best, hist, hist["epochs_run"])
+
+
+def _scikeras(ctx: TrainContext, xs, ys, grid_spec: dict, cv: int, ckpt):
+    """Other backends: GridSearchCV over scikeras' KerasRegressor, then its refit with Keras callbacks."""
+    import keras
+    from sklearn.model_selection import GridSearchCV
+
+    wrapper = _wrapper_class()
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=True)
+    est = wrapper(model=create_model, loss="mean_squared_error", callbacks=[early], verbose=0, random_state=ctx.seed)
+    search = GridSearchCV(est, grid_spec, cv=cv, refit=False, error_score="raise").fit(xs, ys)
+    cvr = search.cv_results_
+    best = _best(cvr, ctx.log, len(cvr["params"]))
+    final = wrapper(model=create_model, loss="mean_squared_error", verbose=0, random_state=ctx.seed,
+                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE,
+                                                             restore_best_weights=True),
+                               keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True)],
+                    **best)
+    final.fit(xs, ys)
+    return ("scikit-learn GridSearchCV over scikeras KerasRegressor", cvr, best,
+            {"loss": final.history_["loss"], "val_loss": final.history_["val_loss"]}, final.epochs_run_)

@@ -122,12 +122,14 @@ class StackedGroup:
         self.wait = tf.Variable(tf.zeros([m], tf.int32))
         self.active = tf.Variable(tf.ones([m], tf.bool))
         self.epochs_run = tf.Variable(tf.zeros([m], tf.int32))
-        self.val_history: list[np.ndarray] = []
+        self.val_history: list[np.ndarray] = []  # per epoch: each member's val_loss (NaN once stopped)
+        self.loss_history: list[np.ndarray] = []  # per epoch: each member's training loss
         params = [v for wb in self.weights for v in wb]
         acts = {"sigmoid": tf.sigmoid, "relu": tf.nn.relu, "linear": tf.identity, "tanh": tf.tanh}
         drop_after = set(drops)
         shuffle_seed, drop_seed = (int(v) for v in rng.integers(2**20, size=2))
         self._acts = _numpy_acts(dense)
+        self._numpy: list | None = None  # the weights as numpy, for predict, once trained
 
         def forward(weights, h, rate_a, training, draw):
             for i, (w, b, (_, _, act)) in enumerate(zip(weights[0::2], weights[1::2], dense)):
@@ -204,17 +206,21 @@ class StackedGroup:
         for e in range(epochs):
             if not bool(tf.reduce_any(self.active)):
                 break
-            val, _ = self._epoch(tf.constant(e, tf.int32))
+            val, loss = self._epoch(tf.constant(e, tf.int32))
             self.val_history.append(val.numpy())
+            self.loss_history.append(loss.numpy())
         for (w, b), (bw, bb) in zip(self.weights, self.best):
             w.assign(bw)
             b.assign(bb)
+        self._numpy = None
 
     def predict(self, i: int, x: np.ndarray) -> np.ndarray:
         """Member ``i``'s predictions (inference: no dropout) for rows ``x``."""
+        if self._numpy is None:
+            self._numpy = [(w.numpy(), b.numpy()) for w, b in self.weights]
         h = np.asarray(x, np.float32)
-        for (w, b), act in zip(self.weights, self._acts):
-            h = act(h @ w.numpy()[i] + b.numpy()[i])
+        for (w, b), act in zip(self._numpy, self._acts):
+            h = act(h @ w[i] + b[i])
         return h[:, 0]
 
 
@@ -274,3 +280,23 @@ def search(model, x: np.ndarray, y: np.ndarray, param_grid: dict, cv: int, patie
     return {"params": candidates, "mean_test_score": mean, "std_test_score": std,
             "rank_test_score": rankdata(-mean, method="min").astype(int), "split_scores": scores,
             "epochs_run": epochs_run}
+
+
+def refit(model, x: np.ndarray, y: np.ndarray, params: dict, patience: int, validation_split: float,
+          seed: int) -> dict:
+    """The best candidate's final fit on all of ``x`` as a one-member group; ``model`` receives its best weights.
+
+    Returns:
+        ``{"loss": [...], "val_loss": [...], "epochs_run": n}``, as the fit's Keras History would hold them.
+    """
+    q = {k.replace("model__", ""): v for k, v in params.items()}
+    rows = np.arange(len(x))
+    dense, drops = architecture(model)
+    member = Member(0, 0, float(q["learning_rate"]), float(q["dropout_rate"]), int(q["batch_size"]),
+                    int(q["epochs"]), rows, rows[:0])
+    group = StackedGroup(dense, drops, model.get_weights(), [member], x, y, validation_split, patience, seed)
+    group.fit(member.epochs)
+    model.set_weights([v.numpy()[0] for wb in group.weights for v in wb])
+    n = int(group.epochs_run.numpy()[0])
+    return {"loss": [float(v[0]) for v in group.loss_history[:n]],
+            "val_loss": [float(v[0]) for v in group.val_history[:n]], "epochs_run": n}

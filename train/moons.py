@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.train.common import TrainContext, TrainResult, predict, seed_everything
-from edgekit.train.registry import group_hook, register
+from edgekit.train.registry import group_hook, group_prefit, register
 
 HIDDEN_SIZES = (1, 2, 3, 4, 5, 20, 50)
 EPOCHS = 2000
+QUICK_EPOCHS = 20
 LEARNING_RATE = 0.01
 L2 = 0.01
+# (hidden, seed, epochs) -> (trained weights, History) from the group prefit, taken by train_moons
+_PREFIT: dict[tuple[int, int, int], tuple[list, object]] = {}
 
 
 def data():
@@ -51,10 +54,15 @@ def train_moons(ctx: TrainContext, hidden: int) -> TrainResult:
     x_train, x_test, y_train, y_test = data()
     seed_everything(ctx.seed)
     model = build_model(hidden)
-    epochs = ctx.epochs(EPOCHS, quick=20)
-    hist = fit(model, x_train, y_train, epochs=epochs, batch_size=32,
-               optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
-               seed=ctx.seed, progress=ctx.progress)
+    epochs = ctx.epochs(EPOCHS, quick=QUICK_EPOCHS)
+    prefit = _PREFIT.pop((hidden, ctx.seed, epochs), None)
+    if prefit is not None:  # trained side by side with the sweep's other sizes (same init, batches, math)
+        model.set_weights(prefit[0])
+        hist = prefit[1]
+    else:
+        hist = fit(model, x_train, y_train, epochs=epochs, batch_size=32,
+                   optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
+                   seed=ctx.seed, progress=ctx.progress)
     acc_test = float(np.mean(np.argmax(predict(model, x_test), 1) == y_test))
     acc_train = float(np.mean(np.argmax(predict(model, x_train), 1) == y_train))
     x_all = np.concatenate([x_train, x_test])
@@ -68,6 +76,8 @@ def train_moons(ctx: TrainContext, hidden: int) -> TrainResult:
         headline=("test accuracy", acc_test),
         hyperparams={"hidden": hidden, "activation": "tanh", "l2": L2, "optimizer": "adam",
                      "learning_rate": LEARNING_RATE, "epochs": epochs, "batch_size": 32,
+                     "trained": "side by side with the sweep's other sizes in one program (fit_together)"
+                                if prefit is not None else "alone",
                      "data": "make_moons(200, noise=0.2, random_state=0), 80/20 split random_state=0"},
         golden_x=x_test, y_true=y_test, calib_x=x_train,
     )
@@ -77,7 +87,7 @@ def _register(hidden: int) -> None:
     quality = "test accuracy >= 0.80" if hidden >= 3 else "none (under-sized on purpose)"
 
     @register(f"moons_h{hidden}", "multiclass", f"make_moons, Dense({hidden}, tanh, L2) -> softmax",
-              params={"hidden": hidden}, group="moons", quality=quality, cost=3.0,
+              params={"hidden": hidden}, group="moons", quality=quality, cost=1.0,
               passes=(lambda m: m["accuracy"] >= 0.80) if hidden >= 3 else None, fit_rows=160)
     def _train(ctx: TrainContext, hidden: int) -> TrainResult:
         return train_moons(ctx, hidden)
@@ -85,6 +95,31 @@ def _register(hidden: int) -> None:
 
 for _h in HIDDEN_SIZES:
     _register(_h)
+
+
+@group_prefit("moons", cost=6.0)
+def prefit(examples, seed: int, quick: bool, progress) -> None:
+    """Train the selected sizes' fits together (:func:`edgekit.train.fit.fit_together`), for train_moons.
+
+    Each model is built after the same ``seed_everything(seed)`` as when it trains alone, so each
+    starts from the same weights, sees the same batches and gets the same Adam updates.
+    """
+    import keras
+
+    from edgekit.train.fit import fit_together
+
+    x_train, _, y_train, _ = data()
+    epochs = min(EPOCHS, QUICK_EPOCHS) if quick else EPOCHS
+    hiddens = [ex.params["hidden"] for ex in examples]
+    models = []
+    for h in hiddens:
+        seed_everything(seed)
+        models.append(build_model(h))
+    hists = fit_together(models, x_train, y_train, epochs=epochs, batch_size=32,
+                         optimizer=lambda: keras.optimizers.Adam(LEARNING_RATE),
+                         loss="sparse_categorical_crossentropy", seed=seed, progress=progress)
+    for h, m, hist in zip(hiddens, models, hists, strict=True):
+        _PREFIT[(h, seed, epochs)] = (m.get_weights(), hist)
 
 
 @group_hook("moons")

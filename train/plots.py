@@ -97,6 +97,7 @@ def sweep_grid(path: Path, panels: list[tuple[str, object]], x: np.ndarray, y: n
         draw_boundary(ax, model, x, y, title, step=0.03)
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    fig.tight_layout()
+    # fixed margins, not tight_layout (0.4 s for eight axes)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.03, top=0.97, wspace=0.15, hspace=0.25)
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -58,6 +58,10 @@ class Example:
 EXAMPLES: dict[str, Example] = {}
 # group name -> callable(out_dir, results) run after every member trained (e.g. a sweep figure)
 GROUP_HOOKS: dict[str, Callable] = {}
+# group name -> (prefit(examples, seed, quick, progress), cost): trains the selected members' fits
+# together in one process before each member is finished on its own (its fn takes the prefit
+# weights); the scheduler keeps such a group in one worker, which also runs its hook.
+GROUP_PREFITS: dict[str, tuple[Callable, float]] = {}
 
 
 def register(name: str, task: str, summary: str, params: dict | None = None,
@@ -83,6 +87,16 @@ def group_hook(group: str) -> Callable:
 
     def deco(fn: Callable) -> Callable:
         GROUP_HOOKS[group] = fn
+        return fn
+
+    return deco
+
+
+def group_prefit(group: str, cost: float) -> Callable:
+    """Decorator registering ``fn(examples, seed, quick, progress)`` as ``group``'s prefit (see GROUP_PREFITS)."""
+
+    def deco(fn: Callable) -> Callable:
+        GROUP_PREFITS[group] = (fn, cost)
         return fn
 
     return deco

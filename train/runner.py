@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from edgekit.core.errors import OutputError
 from edgekit.core.fsutil import atomic_dir, clean_stale_tmp, ensure_writable_dir, write_json
 from edgekit.train.backends import Plan, check_plan, keras_already_imported_as, worker_env
-from edgekit.train.registry import GROUP_HOOKS, Example
+from edgekit.train.registry import GROUP_HOOKS, GROUP_PREFITS, Example
 
 
 @dataclass
@@ -93,6 +93,7 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
     clean_stale_tmp(out)
     t_all = time.perf_counter()
     jobs = max(1, min(jobs, len(examples)))
+    hooked: dict[str, str] = {}  # group -> figure path, for hooks a worker already ran
     if plan.distribute == "multiworker":
         from edgekit.train.multiworker import train_multiworker
 
@@ -101,11 +102,13 @@ def train_examples(examples: list[Example], out: Path, seed: int = 0, quick: boo
     elif _in_process(plan, jobs):
         outcomes = _train_list(examples, out, seed, quick, log, plan=plan)
     else:
-        outcomes = _train_parallel(examples, out, seed, quick, log, jobs, plan)
+        outcomes, hooked = _train_parallel(examples, out, seed, quick, log, jobs, plan)
     trained = {o.name for o in outcomes}
+    for group, path in hooked.items():
+        log(f"{group}: wrote {path}")
     for group, hook in GROUP_HOOKS.items():
         members = [ex.name for ex in examples if ex.group == group and ex.name in trained]
-        if len(members) > 1:
+        if len(members) > 1 and group not in hooked:
             path = _run_hook(hook, out, members, plan)
             log(f"{group}: wrote {path}")
     total = time.perf_counter() - t_all
@@ -181,14 +184,36 @@ def _train_list(examples: list[Example], out: Path, seed: int, quick: bool, log,
         distribute.activate(plan)
         tf_here = plan.backend == "tensorflow" and plan.distribute in (None, "single")
         exporter = None if tf_here or not chief else TFExporter(out / "train.log")
+        shares: dict[str, float] = {}  # example -> its share of a group prefit's seconds
         try:
             for i, ex in enumerate(examples, 1):
-                outcomes.append(_train_one(ex, i, len(examples), out, seed, quick, log, tag, plan, exporter, chief))
+                if ex.group in GROUP_PREFITS and ex.name not in shares and _prefits(plan):
+                    shares.update(_prefit(ex.group, [e for e in examples if e.group == ex.group], seed, quick,
+                                          log, tag, chief))
+                o = _train_one(ex, i, len(examples), out, seed, quick, log, tag, plan, exporter, chief)
+                outcomes.append(replace(o, seconds=o.seconds + shares.get(ex.name, 0.0)))
         finally:
             distribute.deactivate()
             if exporter is not None:
                 exporter.close()
     return outcomes
+
+
+def _prefits(plan: Plan) -> bool:
+    """Group prefits stack several fits in one program: a plain single-device run only."""
+    return plan.distribute in (None, "single")
+
+
+def _prefit(group: str, members: list[Example], seed: int, quick: bool, log, tag: str, chief: bool) -> dict:
+    """Run ``group``'s prefit for ``members`` (2 or more); return each member's share of its seconds."""
+    if len(members) < 2:
+        return {members[0].name: 0.0}
+    fn, _ = GROUP_PREFITS[group]
+    t0 = time.perf_counter()
+    log(f"{tag}{group}: training {len(members)} models together ({', '.join(e.name for e in members)})")
+    fn(members, seed, quick, Progress(f"{group} x{len(members)}") if chief else None)
+    seconds = time.perf_counter() - t0
+    return {e.name: seconds / len(members) for e in members}
 
 
 def _train_one(ex: Example, i: int, total: int, out: Path, seed: int, quick: bool, log, tag: str,
@@ -230,17 +255,27 @@ def _init_worker(env: dict) -> None:
     os.environ.update(env)
 
 
-def _worker(names: list[str], out: str, seed: int, quick: bool, tag: str, plan: dict) -> list[Outcome]:
+def _worker(names: list[str], out: str, seed: int, quick: bool, tag: str, plan: dict,
+            hooks: tuple[str, ...] = ()) -> tuple[list[Outcome], dict[str, str]]:
+    """Train ``names`` here, then run the group hooks of ``hooks`` (groups whose members all trained here)."""
     from edgekit.train.registry import select
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    return _train_list(select(names), Path(out), seed, quick, log, tag, Plan(**plan))
+    examples = select(names)
+    outcomes = _train_list(examples, Path(out), seed, quick, log, tag, Plan(**plan))
+    done = {}
+    for group in hooks:
+        members = [ex.name for ex in examples if ex.group == group]
+        if len(members) > 1:
+            done[group] = str(_run_hook(GROUP_HOOKS[group], Path(out), members, Plan(**plan)))
+    return outcomes, done
 
 
 def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, log, jobs: int,
-                    plan: Plan) -> list[Outcome]:
+                    plan: Plan) -> tuple[list[Outcome], dict[str, str]]:
+    """Train ``examples`` in ``jobs`` spawned workers; return the outcomes and the group hooks the workers ran."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -248,11 +283,14 @@ def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, 
     from edgekit.core.errors import RuntimeFailure
 
     bins: list[list[Example]] = [[] for _ in range(jobs)]
+    hooks: list[list[str]] = [[] for _ in range(jobs)]
     loads = [0.0] * jobs
-    for ex in sorted(examples, key=lambda e: -e.cost):  # longest first onto the lightest worker
+    for unit, cost, group in sorted(_units(examples, plan), key=lambda u: -u[1]):  # longest first, lightest worker
         k = loads.index(min(loads))
-        bins[k].append(ex)
-        loads[k] += ex.cost
+        bins[k].extend(unit)
+        loads[k] += cost
+        if group in GROUP_HOOKS:
+            hooks[k].append(group)
     order = {ex.name: i for i, ex in enumerate(examples)}
     log(f"training {len(examples)} example(s) in {jobs} worker process(es), backend {plan.backend}"
         + (f", --distribute {plan.distribute} over {plan.n_replicas} replica(s)" if plan.distribute else ""))
@@ -260,10 +298,12 @@ def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, 
                                initargs=(worker_env(plan),))
     procs: list = []
     try:
-        futures = [pool.submit(_worker, [e.name for e in b], str(out), seed, quick, f"w{k} ", asdict(plan))
-                   for k, b in enumerate(bins) if b]
+        futures = [pool.submit(_worker, [e.name for e in b], str(out), seed, quick, f"w{k} ", asdict(plan),
+                               tuple(hooks[k])) for k, b in enumerate(bins) if b]
         procs = list(pool._processes.values())  # all started by the submits (max_workers=jobs)
-        outcomes = [o for f in futures for o in f.result()]
+        results = [f.result() for f in futures]
+        outcomes = [o for r in results for o in r[0]]
+        hooked = {g: p for r in results for g, p in r[1].items()}
     except BrokenProcessPool as exc:
         raise RuntimeFailure("a training worker process died; the other workers were stopped and no "
                              "unfinished example was written", got=str(exc) or "BrokenProcessPool",
@@ -280,7 +320,21 @@ def _train_parallel(examples: list[Example], out: Path, seed: int, quick: bool, 
                 p.kill()
                 p.join()
         clean_stale_tmp(out)
-    return sorted(outcomes, key=lambda o: order[o.name])
+    return sorted(outcomes, key=lambda o: order[o.name]), hooked
+
+
+def _units(examples: list[Example], plan: Plan) -> list[tuple[list[Example], float, str | None]]:
+    """``(examples, cost, group)`` scheduling units: a group with a prefit (2+ members) is one unit."""
+    units: list[tuple[list[Example], float, str | None]] = []
+    bundles: dict[str, list[Example]] = {}
+    for ex in examples:
+        if ex.group in GROUP_PREFITS and _prefits(plan) and sum(e.group == ex.group for e in examples) > 1:
+            bundles.setdefault(ex.group, []).append(ex)
+        else:
+            units.append(([ex], ex.cost, None))
+    for group, members in bundles.items():
+        units.append((members, GROUP_PREFITS[group][1] + sum(e.cost for e in members), group))
+    return units
 
 
 def _run_hook(hook, out: Path, members: list[str], plan: Plan):
