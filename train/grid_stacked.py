@@ -88,6 +88,9 @@ class StackedGroup:
                  validation_split: float, patience: int, seed: int):
         import tensorflow as tf
 
+        if not 0 < validation_split < 1:
+            raise ValueError(f"validation_split must be in (0, 1) (early stopping watches val_loss), "
+                             f"got {validation_split}")
         self.members, self.patience = members, patience
         m = len(members)
         k = members[0].batch_size
