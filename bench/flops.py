@@ -101,8 +101,9 @@ def count_tflite(path: str | Path) -> dict:
             continue
         if f:
             by_op[op["op_name"]] = by_op.get(op["op_name"], 0) + f
+    partitions = sum(1 for op in it._get_ops_details() if op["op_name"] == "DELEGATE")  # noqa: SLF001
     return {"flops": None if unknown else sum(by_op.values()), "by_op": by_op, "unknown": unknown,
-            "source": f"tflite graph ({desc} op list, batch 1)"}
+            "source": f"tflite graph ({desc} op list, batch 1)", "delegate_partitions": partitions}
 
 
 # ---------------------------------------------------------------- ONNX
@@ -202,7 +203,8 @@ INT8_PRECISIONS = ("int8", "int8_dynamic")
 
 def add_flops(cases: list[dict]) -> None:
     """Set each case's ``flops`` (batch 1, from its own TFLite/ONNX graph; other rows take their
-    example's fp32 TFLite or ONNX count) and ``flops_source``."""
+    example's fp32 TFLite or ONNX count) and ``flops_source``; TFLite cases also get
+    ``delegate_partitions`` (the file's XNNPACK DELEGATE nodes: 1 when XNNPACK takes every op)."""
     counted: dict[str, dict] = {}
     for c in cases:
         if c.get("path") and c["format"] in ("tflite", "onnx") and not c.get("error") and c["path"] not in counted:
@@ -215,6 +217,8 @@ def add_flops(cases: list[dict]) -> None:
                 ref[c["example"]] = got
     for c in cases:
         own = counted.get(c.get("path") or "")
+        if own and "delegate_partitions" in own:  # XNNPACK partitions of the file (see bench.partitions)
+            c["delegate_partitions"] = own["delegate_partitions"]
         got = own if own and own.get("flops") else ref.get(c["example"])
         c["flops"] = got.get("flops") if got else None
         c["flops_source"] = (got.get("source") if own is got else f"the example's fp32 {got.get('source')}") \

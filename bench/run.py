@@ -29,7 +29,8 @@ and prints a line per finished case with the ETA (:mod:`edgekit.bench.progress`)
            "peak_rss_bytes", "rss": {...}|null, "parity": {"status": pass|fail|error|unknown|reference,
            "metric", "metric_keras", "metric_format", "max_abs_err", ...}, "notes": [str],
            "flops", "flops_source", "gflops", "peak_gops", "pct_peak", "convert_s", "tuning",
-           "paired": {"adapter_p50_ms", "raw_p50_ms", "overhead", "overhead_us", "calls"}|null}
+           "paired": {"adapter_p50_ms", "raw_p50_ms", "overhead", "overhead_us", "calls"}|null,
+           "delegate_partitions": XNNPACK partitions of a TFLite file (null for other rows)}
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ THREAD_MODES = ("1", "all")
 ROW_KEYS = ("example", "kind", "runner", "format", "precision", "backend", "label", "note", "threads",
             "threads_used", "status", "error", "skipped", "seconds", "runtime", "load_s", "latency", "throughput",
             "size_bytes", "path", "peak_rss_bytes", "rss", "parity", "notes", "flops", "flops_source",
-            "convert_s", "tuning", "paired")
+            "convert_s", "tuning", "paired", "delegate_partitions")
 RSS_JOBS = 2
 PROBE_TIMEOUT_S = 600
 POLL_S = 0.2

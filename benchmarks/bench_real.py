@@ -9,7 +9,8 @@ Usage::
 
 Prints Markdown: the hardware floor per model (MFLOPs, GFLOP/s, % of the measured fp32/int8 GEMM
 peak, int8 speed-up), edgekit's files against Keras' own exports and the raw converters
-(conversion time, size, raw-call p50), the paired adapter overhead, and the tuning chosen.
+(conversion time, size, raw-call p50), the XNNPACK delegate partitions of each TFLite file, the
+paired adapter overhead, and the tuning chosen.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def render(docs: list[dict]) -> str:
                          "-" if lat is None else f"{lat:.4f}",
                          r["status"] if r["status"] != "error" else "error: " + str(r.get("error"))[:80]])
         out += _md(("example", "thr", "format", "file from", "convert s", "size", "p50 ms", "status"), body)
+    parts = {(r["example"], r["precision"]): r["delegate_partitions"] for r in rows
+             if r["format"] == "tflite" and r["kind"] == "raw" and r.get("delegate_partitions") is not None}
+    if parts:
+        precs = [p for p in ("fp32", "fp16", "int8_dynamic", "int8") if any(k[1] == p for k in parts)]
+        out += ["", "#### XNNPACK delegate partitions of edgekit's TFLite files (1 = XNNPACK takes every op)", ""]
+        out += _md(("example", *precs), [[ex, *(parts.get((ex, p), "-") for p in precs)]
+                                         for ex in dict.fromkeys(k[0] for k in parts)])
     pairs = [r for r in rows if r.get("paired")]
     if pairs:
         out += ["", "#### Adapter overhead, paired with the raw call in one process (batch 1)", ""]

@@ -18,6 +18,7 @@ def test_tflite_fully_connected_flops_equal_the_hand_count(tmp_path):
     f.write_bytes(peak._fc_model(8, 96, 40, integer=False))  # [8, 96] x [40, 96]^T; counted at batch 1
     got = flops.count(f, "tflite")
     assert got["flops"] == 2 * 1 * 96 * 40 and got["by_op"] == {"FULLY_CONNECTED": 2 * 96 * 40}, got
+    assert got["delegate_partitions"] == 1  # XNNPACK takes the one op
     f8 = tmp_path / "fc8.tflite"
     f8.write_bytes(peak._fc_model(1, 64, 32, integer=True))
     assert flops.count(f8, "tflite")["flops"] == 2 * 64 * 32
