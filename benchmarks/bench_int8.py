@@ -43,7 +43,9 @@ from edgekit.bench.flops import count_tflite  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_adapter import paired  # noqa: E402
 
-#: (name, kind, input HxWxC, filters, kernel, stride): MobileNetV2 α0.35 96² blocks and a ResNet stack.
+#: (name, kind, input HxWxC, filters, kernel, stride): MobileNetV2 α0.35 96² blocks, a ResNet stack, and a
+#: sweep of the 1x1 convolution's input channels (the GEMM's K: what int8's per-output requantization is
+#: spread over).
 OPS = [
     ("mnv2 expand 48² 8→48", "conv1x1", (48, 48, 8), 48, 1, 1),
     ("mnv2 dw 48² 48", "dw3x3", (48, 48, 48), None, 3, 1),
@@ -59,7 +61,7 @@ OPS = [
     ("resnet 3x3 12² 128→128", "conv3x3", (12, 12, 128), 128, 3, 1),
     ("resnet 3x3 6² 256→256", "conv3x3", (6, 6, 256), 256, 3, 1),
     ("resnet 1x1 12² 256→1024", "conv1x1", (12, 12, 256), 1024, 1, 1),
-]
+] + [(f"sweep 1x1 24² {k}→64", "conv1x1", (24, 24, k), 64, 1, 1) for k in (8, 16, 32, 64, 128, 256, 512)]
 
 
 def _convert(fn_or_dir, rows: np.ndarray, kind: str) -> bytes:
