@@ -53,7 +53,7 @@ def measure(model_dir: Path, precision: str, seconds: float) -> dict | None:
     path = model_dir / "exports" / "tflite" / f"model_{precision}.tflite"
     if not path.is_file():
         return None
-    with np.load(model_dir / "calibration.npz") as z:
+    with np.load(model_dir / "calibration.npz", allow_pickle=False) as z:
         x1 = {k: np.ascontiguousarray(z[k][:1]) for k in z.files}
     raw = open_case({"format": "tflite", "runner": "raw", "path": str(path)}, 1)
     runner = open_model(path, format="tflite", num_threads=1, tuning=False)

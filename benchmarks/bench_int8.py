@@ -166,7 +166,7 @@ def _model_files(real: Path, out: Path) -> dict[str, dict[str, Path]]:
         d = real / name / "exports" / "tflite"
         if (d / "model_int8.tflite").is_file():
             files[name] = {"fp32": d / "model_fp32.tflite", "int8": d / "model_int8.tflite"}
-            with np.load(real / name / "calibration.npz") as z:
+            with np.load(real / name / "calibration.npz", allow_pickle=False) as z:
                 calib = z[z.files[0]][:16].astype(np.float32)
             files[name]["int8pt"] = _cached(out / name / "int8pt.tflite",
                                             lambda n=name, c=calib: _convert(real / n / "saved_model", c, "int8pt"))
@@ -259,7 +259,7 @@ def ort_section(real: Path, out: Path, seconds: float) -> str:
         if not fp32.is_file():
             continue
         in_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
-        with np.load(real / name / "calibration.npz") as z:
+        with np.load(real / name / "calibration.npz", allow_pickle=False) as z:
             calib = z[z.files[0]][:16].astype(np.float32)
         files = {v: _ort_quantized(fp32, in_name, calib, out / name / ("ort_" + v.replace(" ", "_").replace("/", "")
                                                                       + ".onnx"), kw)

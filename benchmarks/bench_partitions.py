@@ -39,7 +39,7 @@ def _inputs(exports: Path, rows: int) -> dict:
     infos = runner.inputs
     runner.close()
     if calib.is_file():
-        with np.load(calib) as z:
+        with np.load(calib, allow_pickle=False) as z:
             return {i.name: np.ascontiguousarray(z[i.name][:rows]) for i in infos}
     rng = np.random.default_rng(0)
     return {i.name: rng.standard_normal((rows, *i.shape[1:])).astype(np.float32) for i in infos}

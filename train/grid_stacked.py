@@ -5,8 +5,8 @@ one after another; each fit is ~430 rows through a 9-layer MLP, so almost all of
 per-step dispatch of a tiny program (27.9 s of the 42 s ``train all`` on this machine). Here the
 36 fits are the members of one network whose layer ``l`` holds a ``[M, in, out]`` kernel: member
 ``m``'s slice is fit ``m``'s weights. Members share no parameter, so the gradient of the summed
-loss with respect to member ``m``'s slice is exactly fit ``m``'s own gradient, and each step
-trains all of them at the cost of one.
+loss with respect to member ``m``'s slice is exactly fit ``m``'s own gradient, and one dispatch
+of one program steps all of them (the arithmetic is the same, the per-step overhead paid once).
 
 Each member keeps everything its own fit had: its fold's rows (scikit-learn's ``KFold(cv)``, as
 ``GridSearchCV(cv=int)`` splits a regressor's data), the last 20% of them held out for validation,
