@@ -49,19 +49,31 @@ def register(subparsers) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    import json
 
     from edgekit.core.errors import UsageError
     from edgekit.core.formats import Precision
-    from edgekit.core.fsutil import atomic_file
+    from edgekit.core.lock import run_lock
     from edgekit.parity.explain import explain
     from edgekit.parity.tolerance import load_overrides
+    from edgekit.runtime.discover import find_manifests
 
     known = [p.value for p in Precision]
     bad = sorted(set(args.precisions or []) - set(known))
     if bad:
         raise UsageError("unknown precision", got=bad, expected=known)
     overrides = load_overrides(args.tolerance) if args.tolerance else None
+    # The export's run lock for the whole run: explain reads its files and writes explain.json
+    # into it, so a concurrent export cannot swap variants underneath (verify does the same).
+    with run_lock(find_manifests(Path(args.export_dir))[0].parent, command="edgekit explain", required=False):
+        return _explain(args, explain, overrides)
+
+
+def _explain(args: argparse.Namespace, explain, overrides) -> int:
+    import json
+
+    from edgekit.core.errors import UsageError
+    from edgekit.core.fsutil import atomic_file
+
     report = explain(args.export_dir, formats=args.formats, precisions=args.precisions, overrides=overrides,
                      unsafe=args.unsafe, keras=args.keras)
     if not report.variants:

@@ -278,6 +278,9 @@ def test_second_run_refuses_in_one_line_while_the_first_holds_the_lock(fresh):
         vproc = subprocess.run([str(EDGEKIT), "verify", str(ex)], capture_output=True, text=True, cwd=REPO,
                                env={**ENV, "EDGEKIT_LOCK_WAIT": "0"}, timeout=300)
         assert_one_line_error(vproc, 2, "is in use by")
+        eproc = subprocess.run([str(EDGEKIT), "explain", str(ex)], capture_output=True, text=True, cwd=REPO,
+                               env={**ENV, "EDGEKIT_LOCK_WAIT": "0"}, timeout=300)
+        assert_one_line_error(eproc, 2, "is in use by")
     assert snapshot(ex / "exports") == before
     assert not (ex / "report.json").exists()
 
