@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         outputs = "identical" if r["same"] else f"max |diff| {r['max_diff']:.2g}"
         print(f"| tflite {r['precision']} | {r['threads']} | {r['partitions'][0]} → {r['partitions'][1]} | "
-              f"{r['old_ms']:.3f} | {r['new_ms']:.3f} | {r['new_ms'] / r['old_ms']:.3f} | {outputs} |")
+              f"{r['old_ms']:.4f} | {r['new_ms']:.4f} | {r['new_ms'] / r['old_ms']:.3f} | {outputs} |")
     print(f"load average after: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     return 0
 

@@ -276,7 +276,8 @@ def _dtype_enum(node, ref: str) -> int:
 
 def _build(source, base: dict, rewrites: tuple, feeds: dict, want: dict):
     gd = copy.deepcopy(base["graph_def"])
-    if base["shapes"] is None and any(r.name in ("einsum->matmul", "cumsum-axis->positive") for r in rewrites):
+    if base["shapes"] is None and any(r.name in ("einsum->matmul", "cumsum-axis->positive", "reshape-batch->-1")
+                                      for r in rewrites):
         base["shapes"] = static_shapes(base["graph_def"])
     keep = [ref.split(":")[0] for ref in base["outputs"].values()]
     gd, applied = lg.legalize(gd, rewrites, base["shapes"], keep=keep)

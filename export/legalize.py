@@ -253,58 +253,111 @@ def _einsum(g: GraphEditor) -> int:
     return count
 
 
-def _batch_of(g: GraphEditor, ref: str, x: str) -> bool:
-    """``ref`` computes ``Shape(x)[0]`` (StridedSlice 0:1:1 with shrink_axis_mask 1 of Shape(x))."""
-    ss = g.node(g.source(ref))
-    if ss is None or ss.op != "StridedSlice" or len(ss.input) < 4:
-        return False
-    masks = {k: ss.attr[k].i if k in ss.attr else 0
-             for k in ("shrink_axis_mask", "ellipsis_mask", "new_axis_mask", "begin_mask", "end_mask")}
-    if masks["shrink_axis_mask"] != 1 or masks["ellipsis_mask"] or masks["new_axis_mask"] or masks["end_mask"] & 1:
-        return False
-    begin, end, strides = (g.const_value(i) for i in ss.input[1:4])
-    if any(v is None or v.shape != (1,) for v in (begin, end, strides)):
-        return False
-    if int(end[0]) != 1 or int(strides[0]) != 1 or (int(begin[0]) != 0 and not masks["begin_mask"] & 1):
-        return False
-    shape = g.node(g.source(ss.input[0]))
-    return shape is not None and shape.op == "Shape" and bool(shape.input) and g.source(shape.input[0]) == g.source(x)
+def _fold(g: GraphEditor, ref: str, depth: int = 0):
+    """What a shape computation is known to give, element by element: ``("s", v)`` for a scalar,
+    ``("v", [v, ...])`` for a vector, each ``v`` an int or None (known only at run time), or None
+    when not even the length is known. Folds Const, Shape (the static dims of ``g.shapes``),
+    StridedSlice of one element, GatherV2, Prod, Pack and ConcatV2 on axis 0."""
+    n = g.node(g.source(ref))
+    if n is None or depth > 16:
+        return None
+    if n.op == "Const":
+        v = g.const_value(ref)
+        if v is None or v.dtype.kind not in "iu" or v.ndim > 1:
+            return None
+        return ("s", int(v)) if v.ndim == 0 else ("v", [int(e) for e in v])
+    if n.op == "Shape":
+        shape = g.shape(n.input[0])
+        return None if shape is None else ("v", [None if d is None or d < 0 else int(d) for d in shape])
+    if n.op == "StridedSlice" and len(n.input) >= 4:
+        if any(n.attr[k].i for k in ("ellipsis_mask", "new_axis_mask", "begin_mask", "end_mask")) \
+                or n.attr["shrink_axis_mask"].i != 1:
+            return None
+        begin, end, strides = (g.const_value(i) for i in n.input[1:4])
+        if any(v is None or v.shape != (1,) for v in (begin, end, strides)) or int(strides[0]) != 1 \
+                or int(end[0]) != int(begin[0]) + 1 or int(begin[0]) < 0:
+            return None
+        src = _fold(g, n.input[0], depth + 1)
+        i = int(begin[0])
+        return ("s", src[1][i] if src and src[0] == "v" and i < len(src[1]) else None)
+    if n.op == "GatherV2" and len(n.input) >= 3:
+        idx, axis = g.const_value(n.input[1]), g.const_value(n.input[2])
+        if idx is None or axis is None or int(axis) != 0 or idx.ndim > 1:
+            return None
+        src = _fold(g, n.input[0], depth + 1)
+        vals = src[1] if src and src[0] == "v" else None
+        pick = [vals[int(i)] if vals is not None and 0 <= int(i) < len(vals) else None for i in idx.reshape(-1)]
+        return ("s", pick[0]) if idx.ndim == 0 else ("v", pick)
+    if n.op == "Prod" and len(n.input) >= 2 and not n.attr["keep_dims"].b:
+        axis = g.const_value(n.input[1])
+        src = _fold(g, n.input[0], depth + 1)
+        if axis is None or axis.size != 1 or int(axis.reshape(-1)[0]) != 0 or not src or src[0] != "v":
+            return ("s", None)
+        out = 1
+        for e in src[1]:
+            if e is None:
+                return ("s", None)
+            out *= e
+        return ("s", out)
+    if n.op == "Pack" and n.attr["axis"].i == 0:
+        parts = [_fold(g, i, depth + 1) for i in n.input if not i.startswith("^")]
+        return ("v", [p[1] if p and p[0] == "s" else None for p in parts])
+    if n.op == "ConcatV2" and len(n.input) >= 2:
+        refs = [i for i in n.input if not i.startswith("^")]
+        axis = g.const_value(refs[-1])
+        parts = [_fold(g, i, depth + 1) for i in refs[:-1]]
+        if axis is None or int(axis) != 0 or any(p is None or p[0] != "v" for p in parts):
+            return None
+        return ("v", [e for p in parts for e in p[1]])
+    return None
 
 
 def _reshape_batch(g: GraphEditor) -> int:
-    """Reshape(x, Pack(Shape(x)[0], c1, c2, ...)) with constant c's >= 1 -> Reshape(x, [-1, c1, c2, ...]).
+    """Reshape(x, shape computed at run time) whose target has one entry known only at run time (the
+    batch) and constant entries >= 1 otherwise -> Reshape(x, [c1, ..., -1, ...]), a constant.
 
-    Keras' Reshape layer builds its target shape at run time from the batch of its input
-    (Shape -> StridedSlice -> Pack -> Reshape). XNNPACK takes none of those ops, so every such
-    Reshape splits the TFLite graph into another delegate partition: EfficientNetB0's 16
-    squeeze-and-excitation blocks ran as 17 partitions. With a constant target shape the whole graph
-    is one partition. The values are identical: ``x`` has ``batch * c1 * c2 * ...`` elements, so -1
-    resolves to the batch (also for an empty batch); the batch stays dynamic."""
-    count = 0
-    for n in [n for n in g.gd.node if n.op == "Reshape"]:
-        pack = g.node(g.source(n.input[1]))
-        if pack is None or pack.op != "Pack" or pack.attr["axis"].i != 0 or len(pack.input) < 2:
+    Keras builds such targets from its input's shape: the Reshape layer packs ``Shape(x)[0]`` with its
+    target dims, Dense on a rank-3 input (Tensordot) reshapes to ``[prod(batch, T), K]`` and back to
+    ``Shape(x)[:2] + [units]``. XNNPACK takes none of the shape ops (Shape, StridedSlice, Gather, Prod,
+    Pack, Concat), so every such Reshape splits the TFLite graph into another delegate partition:
+    EfficientNetB0's 16 squeeze-and-excitation blocks ran as 17 partitions. With constant targets the
+    whole graph is one partition. The values are identical wherever the original Reshape is valid:
+    the -1 resolves to ``size(x) / product(constants)``, which is the run-time entry (also for an
+    empty batch); the batch stays dynamic. Static dims come from the graph's shape inference, re-run
+    after a pass that changed something (a constant target fixes the dims the next layer's Shape sees)."""
+    total, todo = 0, [n for n in g.gd.node if n.op == "Reshape"]
+    while todo:
+        count, todo = _reshape_pass(g, todo)
+        total += count
+        if not count or not todo or not g.shapes:
+            break
+        from edgekit.export.graph import static_shapes  # export.graph imports this module
+
+        g.shapes = static_shapes(g.gd)
+    return total
+
+
+def _reshape_pass(g: GraphEditor, reshapes: list) -> tuple[int, list]:
+    """One pass of :func:`_reshape_batch` over ``reshapes``: (rewritten, the ones left with a run-time target)."""
+    count, left = 0, []
+    for n in reshapes:
+        target = g.node(g.source(n.input[1]))
+        if target is None or target.op == "Const":
             continue
-        if not _batch_of(g, pack.input[0], n.input[0]):
+        folded = _fold(g, n.input[1])
+        if not folded or folded[0] != "v" or not folded[1]:
+            left.append(n)
             continue
-        rest = [g.const_value(i) for i in pack.input[1:]]
-        if any(v is None or v.ndim != 0 or int(v) < 1 for v in rest):
+        dims = folded[1]
+        unknown = [i for i, d in enumerate(dims) if d is None]
+        if len(unknown) != 1 or any(d is not None and d < 1 for d in dims):
+            left.append(n)
             continue
-        dims = [int(v) for v in rest]
-        known = g.shape(n.input[0])
-        if known is not None and all(d is not None for d in known[1:]):
-            size = 1
-            for d in known[1:]:
-                size *= int(d)
-            prod = 1
-            for d in dims:
-                prod *= d
-            if size != prod:
-                continue
-        c = g.const(f"{n.name}/edgekit_shape", [-1, *dims], pack.attr["T"].type, like=n)
+        dtype = target.attr["T"].type if "T" in target.attr else n.attr["Tshape"].type
+        c = g.const(f"{n.name}/edgekit_shape", [-1 if d is None else d for d in dims], dtype, like=n)
         n.input[1] = c.name
         count += 1
-    return count
+    return count, left
 
 
 @dataclass(frozen=True)
@@ -337,7 +390,7 @@ REWRITES: tuple[Rewrite, ...] = (
     Rewrite("expm1->exp-1", ("Expm1",), ("coreml", "onnx"), _expm1),
     Rewrite("cumsum-axis->positive", ("Cumsum", "Cumprod"), ("tfjs",), _positive_axes),
     Rewrite("einsum->matmul", ("Einsum",), ("tfjs", "coreml"), _einsum),
-    Rewrite("reshape-batch->-1", ("Shape", "StridedSlice", "Pack"), ("tflite",), _reshape_batch),
+    Rewrite("reshape-batch->-1", ("Shape",), ("tflite",), _reshape_batch),
 )
 BY_NAME = {r.name: r for r in REWRITES}
 
