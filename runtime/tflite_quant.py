@@ -146,6 +146,12 @@ class Quantizer:
         return self._out()  # a view of the kernel's output: copied by the caller's set_tensor
 
     def __call__(self, name: str, arr: np.ndarray) -> np.ndarray:
+        """``arr`` (input ``name``) quantized. From the kernel the result is a view of its output
+        buffer, valid until the next call: copy it (``set_tensor`` does) before calling again.
+
+        Raises:
+            InputError: ``arr`` holds NaN.
+        """
         if arr.size and (float(np.minimum.reduce(arr, axis=None)) / self.scale > -_QUANT_LIMIT
                          and float(np.maximum.reduce(arr, axis=None)) / self.scale < _QUANT_LIMIT):
             return self._kernel(arr)  # the comparisons are False for NaN: it takes the other branch
