@@ -88,15 +88,18 @@ class Trainer:
         jit_compile: compile with XLA (default True).
         fixed_rows: every fit passes exactly ``capacity`` rows, so the number of batches is a
             compile-time constant (faster; default False).
-        members: the models ``model`` holds side by side (:func:`side_by_side`), trained together
-            on the same rows and batches: each member's loss is its own mean loss plus its own
-            regularisation, the step minimises their sum (members share no weight, so each gets
-            exactly its own gradient), and the history's loss is a per-member array (default none).
+        members: ``model`` holds this many networks (its output ``[B, members, ...]``, e.g.
+            :mod:`edgekit.train.fit_stacked`), trained together on the same rows and batches: each
+            member's loss is its own mean loss plus its own regularisation, the step minimises
+            their sum (members share no weight, so each gets exactly its own gradient), and the
+            history's loss is a per-member list (default 0: one network).
+        member_regularization: ``() -> [members]`` tensor of each member's regularisation
+            (default none: zeros).
     """
 
     def __init__(self, model, optimizer, loss: str, batch_size: int, capacity: int, n_features: int,
                  target_shape: tuple = (1,), val_capacity: int = 0, jit_compile: bool = True,
-                 fixed_rows: bool = False, members: list | None = None):
+                 fixed_rows: bool = False, members: int = 0, member_regularization: Callable | None = None):
         import tensorflow as tf
 
         self.model, self.optimizer, self.loss, self.batch_size = model, optimizer, loss, batch_size
@@ -115,16 +118,16 @@ class Trainer:
             raise ValueError("a side-by-side trainer takes no validation data")
         if members:
             def reg():  # each member's own regularisation, [M]
-                return tf.stack([tf.add_n(m.losses) if m.losses else tf.constant(0.0) for m in members])
+                return member_regularization() if member_regularization else tf.zeros([members])
 
             def member_losses(yb, pred):  # [B, M]: each member's per-sample loss on the shared targets
-                return per_sample(tf.repeat(tf.expand_dims(yb, 1), len(members), axis=1), pred)
+                return per_sample(tf.repeat(tf.expand_dims(yb, 1), members, axis=1), pred)
         else:
             def reg():
                 return tf.add_n(model.losses) if model.losses else 0.0
 
             member_losses = per_sample
-        zero = tf.zeros([len(members)]) if members else tf.constant(0.0)
+        zero = tf.zeros([members]) if members else tf.constant(0.0)
         axis = 0 if members else None
 
         def one_epoch(epoch, seed):
@@ -271,55 +274,6 @@ def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, op
                            jit_compile=jit_compile, fixed_rows=True)
     return trainer.fit(x, yt, epochs=epochs, seed=seed, validation=validation, callbacks=callbacks,
                        progress=progress, epochs_per_call=epochs_per_call)
-
-
-def side_by_side(models: list):
-    """One Keras model running ``models`` (same input) side by side: its output stacks theirs on axis 1."""
-    import keras
-
-    inp = keras.Input(tuple(models[0].inputs[0].shape[1:]))
-    return keras.Model(inp, keras.ops.stack([m(inp) for m in models], axis=1), name="side_by_side")
-
-
-def fit_together(models: list, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, optimizer,
-                 loss: str, seed: int = 0, progress: Callable[[int, int, float], None] | None = None,
-                 jit_compile: bool = True) -> list[History]:
-    """:func:`fit` for several models on the same rows at once: one compiled program trains them all.
-
-    Each model gets what its own ``fit(model, x, y, ..., seed=seed)`` would: the same shuffles and
-    batches (one seed), its own loss and regularisation, and — the optimizer being elementwise
-    (SGD, Adam, ...) and the models sharing no weight — its own updates; only floating-point
-    summation order differs. TensorFlow only (one :class:`Trainer` with ``members``); other
-    backends and distributed fits train the models one after another with :func:`fit`.
-
-    Args:
-        models: built Keras models with the same input shape and output shape.
-        optimizer: a zero-argument callable returning a fresh Keras optimizer (one per model when
-            they train one after another).
-        Others: as :func:`fit` (no validation or callbacks).
-
-    Returns:
-        One :class:`History` per model, in order.
-    """
-    import keras
-
-    from edgekit.train import distribute
-
-    distributed = distribute.ACTIVE is not None and distribute.ACTIVE.distribute is not None
-    if keras.backend.backend() != "tensorflow" or distributed or len(models) < 2:
-        return [fit(m, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer(), loss=loss, seed=seed,
-                    progress=progress, jit_compile=jit_compile) for m in models]
-    x = np.asarray(x, np.float32)
-    yt = _targets(y, loss)
-    trainer = Trainer(side_by_side(models), optimizer(), loss, min(batch_size, len(x)), len(x), x.shape[1],
-                      target_shape=yt.shape[1:], jit_compile=jit_compile, fixed_rows=True, members=models)
-    both = trainer.fit(x, yt, epochs=epochs, seed=seed, progress=progress)
-    out = []
-    for i in range(len(models)):
-        h = History(history={"loss": [v[i] for v in both.history["loss"]]}, epoch_axis=list(both.epoch_axis),
-                    epochs_run=both.epochs_run, seconds=both.seconds)
-        out.append(h)
-    return out
 
 
 def make_trainer(model, optimizer, loss: str, batch_size: int, capacity: int, n_features: int, **kwargs):

@@ -130,7 +130,7 @@ def _wrapper_class():
 
 
 @register("regression_grid", "regression", "make_regression: grid-searched deep network (3-fold CV, 12 candidates)",
-          quality="test R² > 0.95", cost=12.0, passes=lambda m: m["test_r2"] > 0.95,
+          quality="test R² > 0.95", cost=16.0, passes=lambda m: m["test_r2"] > 0.95,
           not_distributable="a grid search: 37 fits with validation and early stopping")
 def regression_grid(ctx: TrainContext) -> TrainResult:
     import keras

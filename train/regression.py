@@ -127,7 +127,7 @@ def deep_net(dropout: float = 0.2, name: str = "deep_net"):
 
 
 @register("regression_deep", "regression", "make_regression: deep dropout network, SGD 0.05",
-          quality="test R² > 0.95", cost=10.0, passes=lambda m: m["test_r2"] > 0.95, fit_rows=800)
+          quality="test R² > 0.95", cost=9.0, passes=lambda m: m["test_r2"] > 0.95, fit_rows=800)
 def regression_deep(ctx: TrainContext) -> TrainResult:
     import keras
 

@@ -1,6 +1,6 @@
-"""Models trained side by side get what each one's own fit gives (issue 17 item 5: the moons sweep).
+"""Models trained as one stacked network get what each one's own fit gives (issue 17 item 5: the moons sweep).
 
-:func:`edgekit.train.fit.fit_together` trains the sweep's sizes in one compiled program; each model
+:func:`edgekit.train.fit_stacked.fit_together` trains the sweep's sizes as one stacked network; each model
 must end with the weights and loss history its own :func:`edgekit.train.fit.fit` would give (same
 init, same batches, Adam elementwise, L2 per model). Then the runner: a group with a prefit is
 scheduled into one worker, its members say how they were trained, and an example asked for alone
@@ -28,7 +28,8 @@ def _models(hiddens):
 def test_fit_together_equals_each_models_own_fit():
     import keras
 
-    from edgekit.train.fit import fit, fit_together
+    from edgekit.train.fit import fit
+    from edgekit.train.fit_stacked import fit_together
     from edgekit.train.moons import data
 
     x, _, y, _ = data()
@@ -61,8 +62,23 @@ def test_moons_group_trains_together_in_one_worker_and_alone_when_single(tmp_pat
     assert any(line.startswith("moons: wrote") for line in lines), lines  # by the worker that trained them
     for name in ("moons_h1", "moons_h3"):
         m = json.loads((tmp_path / name / "metrics.json").read_text())
-        assert m["hyperparams"]["trained"].startswith("side by side"), m["hyperparams"]
+        assert m["hyperparams"]["trained"].startswith("together"), m["hyperparams"]
     assert (tmp_path / "moons_sweep.png").stat().st_size > 0
     train_examples(select(["moons_h2"]), tmp_path / "one", quick=True, log=lambda *a: None)
     m = json.loads((tmp_path / "one" / "moons_h2" / "metrics.json").read_text())
     assert m["hyperparams"]["trained"] == "alone"
+
+
+def test_only_dense_networks_differing_in_width_stack():
+    import keras
+
+    from edgekit.train.fit_stacked import _spec
+
+    assert _spec(_models([1, 50])) == [("tanh", 0.01, [1, 50]), ("softmax", 0.0, [2, 2])]
+    other_out = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="tanh"), keras.layers.Dense(3)])
+    with_dropout = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="tanh"),
+                                     keras.layers.Dropout(0.5), keras.layers.Dense(2, activation="softmax")])
+    relu = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="relu"),
+                             keras.layers.Dense(2, activation="softmax")])
+    for other in (other_out, with_dropout, relu):
+        assert _spec([_models([3])[0], other]) is None  # these train one after another instead
