@@ -268,19 +268,11 @@ def _paired(case: dict, threads: int, adapter_call: Callable[[], Any], x1: dict,
     try:
         raw_call = raw.bind(x1)
         timing.warm_up(raw_call, 3, 0.0, cap=budget.max_time / 4)
-        a: list[float] = []
-        r: list[float] = []
-        start = time.perf_counter()
-        blocks = 0
-        while blocks < 3 or (time.perf_counter() - start < max(budget.min_time, 0.05)
-                             and time.perf_counter() - start < budget.max_time and len(a) < timing.MAX_SAMPLES):
-            a += timing.sample(adapter_call, PAIRED_BLOCK, 0.0, budget.max_time, 1)
-            r += timing.sample(raw_call, PAIRED_BLOCK, 0.0, budget.max_time, 1)
-            blocks += 1
+        got = timing.alternating({"adapter": adapter_call, "raw": raw_call}, max(budget.min_time, 0.05),
+                                 budget.max_time, PAIRED_BLOCK)
     finally:
         raw.close()
-    a.sort()
-    r.sort()
+    a, r = sorted(got["adapter"]), sorted(got["raw"])
     pa, pr = timing.percentile(a, 50) * 1e3, timing.percentile(r, 50) * 1e3
     return {"adapter_p50_ms": pa, "raw_p50_ms": pr, "overhead": pa / pr - 1.0 if pr > 0 else None,
             "overhead_us": (pa - pr) * 1e3, "calls": len(a), "how": f"alternating blocks of {PAIRED_BLOCK} calls"}

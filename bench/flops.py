@@ -101,7 +101,9 @@ def count_tflite(path: str | Path) -> dict:
             continue
         if f:
             by_op[op["op_name"]] = by_op.get(op["op_name"], 0) + f
-    partitions = sum(1 for op in it._get_ops_details() if op["op_name"] == "DELEGATE")  # noqa: SLF001
+    from edgekit.bench.partitions import partition_count
+
+    partitions = partition_count(it)
     return {"flops": None if unknown else sum(by_op.values()), "by_op": by_op, "unknown": unknown,
             "source": f"tflite graph ({desc} op list, batch 1)", "delegate_partitions": partitions}
 

@@ -28,6 +28,16 @@ def delegate_partitions(path: str | Path, threads: int = 1) -> dict:
     cls, _ = interpreter_class()
     it = cls(model_path=str(path), num_threads=threads)
     it.allocate_tensors()
-    ops = Counter(str(op["op_name"]) for op in it._get_ops_details())  # no public op list; stable since TF 2.5
+    ops = _op_counts(it)
     partitions = ops.pop("DELEGATE", 0)
     return {"partitions": partitions, "ops": dict(sorted(ops.items()))}
+
+
+def partition_count(interpreter) -> int:
+    """DELEGATE nodes of an allocated interpreter (what :func:`delegate_partitions` reports)."""
+    return _op_counts(interpreter).get("DELEGATE", 0)
+
+
+def _op_counts(interpreter) -> Counter:
+    # _get_ops_details: no public op list; stable since TF 2.5
+    return Counter(str(op["op_name"]) for op in interpreter._get_ops_details())

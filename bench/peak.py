@@ -106,6 +106,8 @@ def _fc_model(m: int, k: int, n: int, integer: bool) -> bytes:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as S  # noqa: N812
 
+    from edgekit.runtime.tflite_quant import one_op_model
+
     rng = np.random.default_rng(0)
     TT = S.TensorType  # noqa: N806
 
@@ -130,19 +132,8 @@ def _fc_model(m: int, k: int, n: int, integer: bool) -> bytes:
                    tensor("b", (n,), TT.FLOAT32, 3), tensor("y", (m, n), TT.FLOAT32, 4)]
     bufs[2].data = np.frombuffer(w.tobytes(), np.uint8)
     bufs[3].data = np.frombuffer(bias.tobytes(), np.uint8)
-    op = S.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
-    op.builtinOptionsType, op.builtinOptions = S.BuiltinOptions.FullyConnectedOptions, S.FullyConnectedOptionsT()
-    sg = S.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [3], [op]
-    oc = S.OperatorCodeT()
-    oc.builtinCode = oc.deprecatedBuiltinCode = S.BuiltinOperator.FULLY_CONNECTED
-    oc.version = 4 if integer else 1
-    model = S.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [oc], [sg], bufs
-    b = flatbuffers.Builder(0)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return one_op_model(S, flatbuffers, tensors, bufs, [0, 1, 2], [3], S.BuiltinOperator.FULLY_CONNECTED,
+                        S.BuiltinOptions.FullyConnectedOptions, S.FullyConnectedOptionsT(), version=4 if integer else 1)
 
 
 def tflite_fc(integer: bool, threads: int) -> dict:

@@ -100,6 +100,22 @@ def warm_up(fn: Callable[[], object], calls: int, seconds: float, cap: float | N
         fn()
 
 
+def alternating(calls: dict[str, Callable[[], object]], min_time: float, max_time: float, block: int = 10,
+                min_blocks: int = 3, max_samples: int | None = MAX_SAMPLES) -> dict[str, list[float]]:
+    """Seconds per call of each zero-argument call, timed in alternating blocks of ``block`` calls:
+    at least ``min_blocks`` rounds, then rounds until ``min_time`` (and while under ``max_time`` and
+    ``max_samples`` per call). Load from elsewhere hits every call alike (paired comparisons)."""
+    samples: dict[str, list[float]] = {k: [] for k in calls}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_blocks or (time.perf_counter() - start < min_time and time.perf_counter() - start < max_time
+                                  and (max_samples is None or min(map(len, samples.values())) < max_samples)):
+        for k, fn in calls.items():
+            samples[k] += sample(fn, block, 0.0, max_time, 1)
+        rounds += 1
+    return samples
+
+
 def throughput_rows(p50_s: float, most: int, call_s: float = THROUGHPUT_CALL_S) -> int:
     """The throughput batch: the largest power of two <= ``most`` whose call takes about ``call_s``
     seconds at ``p50_s`` per row (at least 1), so a 6 ms model gets batch 32, not 1024."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -41,11 +40,7 @@ def paired(calls: dict, seconds: float) -> dict[str, float]:
     """p50 seconds of each zero-argument call, timed in alternating blocks of ``BLOCK`` calls."""
     for fn in calls.values():
         timing.warm_up(fn, 5, 0.1)
-    samples: dict[str, list[float]] = {k: [] for k in calls}
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds or min(len(s) for s in samples.values()) < 3 * BLOCK:
-        for k, fn in calls.items():
-            samples[k] += timing.sample(fn, BLOCK, 0.0, 60.0, 1)
+    samples = timing.alternating(calls, seconds, float("inf"), BLOCK, max_samples=None)
     return {k: timing.percentile(sorted(s), 50) for k, s in samples.items()}
 
 

@@ -67,16 +67,24 @@ def _quantize_model(shape: tuple[int, ...], scale: float, zero_point: int, dtype
         t = S.TensorT()
         t.name, t.shape, t.type, t.buffer, t.quantization = name, list(shape), ttype, len(tensors) + 1, quant
         tensors.append(t)
+    return one_op_model(S, flatbuffers, tensors, [S.BufferT() for _ in range(3)], [0], [1], S.BuiltinOperator.QUANTIZE,
+                        S.BuiltinOptions.QuantizeOptions, S.QuantizeOptionsT())
+
+
+def one_op_model(S: Any, flatbuffers: Any, tensors: list, buffers: list, op_inputs: list[int],  # noqa: N803
+                 op_outputs: list[int], opcode: int, options_type: int, options: Any, version: int = 1) -> bytes:
+    """A TFLite flatbuffer of one builtin op over ``tensors`` (schema object API ``S``): the graph's
+    input is the op's first input, its outputs the op's. Also writes bench's one-op GEMM models."""
     op = S.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
-    op.builtinOptionsType, op.builtinOptions = S.BuiltinOptions.QuantizeOptions, S.QuantizeOptionsT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, list(op_inputs), list(op_outputs)
+    op.builtinOptionsType, op.builtinOptions = options_type, options
     sg = S.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [op]
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [op_inputs[0]], list(op_outputs), [op]
     oc = S.OperatorCodeT()
-    oc.builtinCode = oc.deprecatedBuiltinCode = S.BuiltinOperator.QUANTIZE
-    oc.version = 1
+    oc.builtinCode = oc.deprecatedBuiltinCode = opcode
+    oc.version = version
     model = S.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [oc], [sg], [S.BufferT() for _ in range(3)]
+    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [oc], [sg], buffers
     b = flatbuffers.Builder(0)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())

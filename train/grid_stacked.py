@@ -228,8 +228,8 @@ class StackedGroup:
 
 
 def _numpy_acts(dense):
-    table = {"sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)), "relu": lambda z: np.maximum(z, 0.0),
-             "linear": lambda z: z, "tanh": np.tanh}
+    from edgekit.train.dense_numpy import ACTIVATIONS as table
+
     return tuple(table[act] for _, _, act in dense)
 
 
